@@ -1,0 +1,49 @@
+# edge-agent build, test and run targets. `make run` and `make test` are the
+# two commands in README.md; .ci/run calls `make test`.
+GO       ?= go
+BIN      := bin
+VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS  := -X main.version=$(VERSION)
+PKGS     := ./...
+
+.PHONY: all build test unit lint generate run bench clean deps
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/edge-agent ./cmd/edge-agent
+	$(GO) build -o $(BIN)/demo-backend ./hack/demo-backend
+
+## lint: gofmt, go vet and staticcheck (pinned as a go tool in go.mod)
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) tool staticcheck $(PKGS)
+
+## unit: every Go test, with the race detector
+unit:
+	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+
+## test: what CI runs
+test: lint build unit
+
+## generate: regenerate generated code (bpf2go output once bpf/ has programs)
+generate:
+	$(GO) generate $(PKGS)
+
+## run: the agent on examples/standalone.yaml with its demo backends
+run: build
+	hack/run-standalone.sh
+
+## bench: wrk against direct, nginx and edge-agent; route lookup benchmarks
+bench: build
+	hack/bench/run.sh
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/l7/router/ ./pkg/l7/wire/
+
+## deps: Debian packages the tests and benchmarks use
+deps:
+	hack/install-deps.sh
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,195 @@
+// Package config is edge-agent's configuration model: listeners, routes,
+// clusters and their policies, validated into one immutable Snapshot.
+//
+// Every source (the standalone YAML file now, Kubernetes annotations later)
+// translates into these types, so they carry no source-specific fields.
+package config
+
+// Config is the whole desired state of one agent.
+type Config struct {
+	Admin     Admin      `yaml:"admin" json:"admin"`
+	Server    Server     `yaml:"server" json:"server"`
+	Listeners []Listener `yaml:"listeners" json:"listeners"`
+	Routes    []Route    `yaml:"routes" json:"routes"`
+	Clusters  []Cluster  `yaml:"clusters" json:"clusters"`
+}
+
+// Admin is the operator's HTTP endpoint (metrics, health, debug).
+type Admin struct {
+	// Address defaults to 127.0.0.1:9901: debug endpoints stay off the network
+	// unless the platform team opts in.
+	Address string `yaml:"address" json:"address"`
+}
+
+// Server holds process-wide HTTP settings.
+type Server struct {
+	// DrainTimeout bounds how long SIGTERM waits for in-flight requests.
+	DrainTimeout Duration `yaml:"drainTimeout" json:"drainTimeout"`
+	// ReadHeaderTimeout bounds how long a client may take to send request headers.
+	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout" json:"readHeaderTimeout"`
+	// IdleTimeout closes downstream keep-alive connections idle this long.
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
+	// MaxHeaderBytes caps the request line plus headers.
+	MaxHeaderBytes int `yaml:"maxHeaderBytes" json:"maxHeaderBytes"`
+	// AccessLog turns JSON access logs on stdout on or off (default on).
+	AccessLog *bool `yaml:"accessLog" json:"accessLog"`
+	// RequestIDHeader is the header carrying the request id; generated when absent.
+	RequestIDHeader string `yaml:"requestIdHeader" json:"requestIdHeader"`
+}
+
+// ListenerProtocol says what a listener speaks.
+type ListenerProtocol string
+
+const (
+	// ListenerHTTP serves HTTP/1.1 and h2c (prior knowledge) on one plaintext port.
+	ListenerHTTP ListenerProtocol = "http"
+	// ListenerHTTPS terminates TLS and serves h2 or HTTP/1.1 by ALPN.
+	ListenerHTTPS ListenerProtocol = "https"
+)
+
+// Listener is one address the proxy accepts connections on.
+type Listener struct {
+	Name     string           `yaml:"name" json:"name"`
+	Address  string           `yaml:"address" json:"address"`
+	Protocol ListenerProtocol `yaml:"protocol" json:"protocol"`
+	TLS      *ListenerTLS     `yaml:"tls,omitempty" json:"tls,omitempty"`
+}
+
+// ListenerTLS configures TLS termination; the certificate is chosen by SNI.
+type ListenerTLS struct {
+	Certificates []Certificate `yaml:"certificates" json:"certificates"`
+	// MinVersion is "1.2" (default) or "1.3".
+	MinVersion string `yaml:"minVersion" json:"minVersion"`
+}
+
+// Certificate is a PEM certificate chain and key. ServerNames, when empty,
+// come from the certificate's DNS SANs.
+type Certificate struct {
+	CertFile    string   `yaml:"certFile" json:"certFile"`
+	KeyFile     string   `yaml:"keyFile" json:"keyFile"`
+	ServerNames []string `yaml:"serverNames" json:"serverNames"`
+}
+
+// Route sends matching requests to one or more weighted backends, or redirects.
+type Route struct {
+	Name string `yaml:"name" json:"name"`
+	// Listeners restricts the route to these listener names; empty means all.
+	Listeners []string `yaml:"listeners" json:"listeners,omitempty"`
+	// Hosts are exact names or "*.example.com" wildcards; empty matches any host.
+	Hosts []string `yaml:"hosts" json:"hosts,omitempty"`
+	Match Match    `yaml:"match" json:"match"`
+
+	Rewrite         *Rewrite         `yaml:"rewrite,omitempty" json:"rewrite,omitempty"`
+	Redirect        *Redirect        `yaml:"redirect,omitempty" json:"redirect,omitempty"`
+	RequestHeaders  *HeaderMutations `yaml:"requestHeaders,omitempty" json:"requestHeaders,omitempty"`
+	ResponseHeaders *HeaderMutations `yaml:"responseHeaders,omitempty" json:"responseHeaders,omitempty"`
+	Backends        []Backend        `yaml:"backends" json:"backends,omitempty"`
+	// Timeout bounds the whole upstream exchange up to the response headers.
+	Timeout Duration `yaml:"timeout" json:"timeout"`
+}
+
+// Match holds the request matchers; all given ones must match.
+type Match struct {
+	Path    *PathMatch   `yaml:"path,omitempty" json:"path,omitempty"`
+	Methods []string     `yaml:"methods" json:"methods,omitempty"`
+	Headers []ValueMatch `yaml:"headers" json:"headers,omitempty"`
+	Query   []ValueMatch `yaml:"query" json:"query,omitempty"`
+	Cookies []ValueMatch `yaml:"cookies" json:"cookies,omitempty"`
+}
+
+// PathMatch sets exactly one of Exact, Prefix or Regex. Prefix matches whole
+// path segments: "/api" matches "/api" and "/api/x" but not "/apix".
+type PathMatch struct {
+	Exact  string `yaml:"exact,omitempty" json:"exact,omitempty"`
+	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	Regex  string `yaml:"regex,omitempty" json:"regex,omitempty"`
+}
+
+// ValueMatch matches a named header, query parameter or cookie. At most one
+// of Exact, Prefix or Regex; with none, the name only has to be present.
+type ValueMatch struct {
+	Name   string `yaml:"name" json:"name"`
+	Exact  string `yaml:"exact,omitempty" json:"exact,omitempty"`
+	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	Regex  string `yaml:"regex,omitempty" json:"regex,omitempty"`
+}
+
+// Rewrite changes the request before it goes upstream.
+type Rewrite struct {
+	// Prefix replaces the matched path prefix (route must use a prefix match).
+	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	// Host replaces the Host header sent upstream.
+	Host string `yaml:"host,omitempty" json:"host,omitempty"`
+}
+
+// Redirect answers with a redirect instead of proxying. Unset parts keep the
+// request's own scheme, host, port and path.
+type Redirect struct {
+	Scheme string `yaml:"scheme,omitempty" json:"scheme,omitempty"`
+	Host   string `yaml:"host,omitempty" json:"host,omitempty"`
+	Port   int    `yaml:"port,omitempty" json:"port,omitempty"`
+	// Path replaces the whole path; Prefix replaces the matched prefix.
+	Path   string `yaml:"path,omitempty" json:"path,omitempty"`
+	Prefix string `yaml:"prefix,omitempty" json:"prefix,omitempty"`
+	// Code is 301, 302 (default), 303, 307 or 308.
+	Code int `yaml:"code,omitempty" json:"code,omitempty"`
+}
+
+// HeaderMutations edit headers: remove first, then set, then add.
+type HeaderMutations struct {
+	Set    []Header `yaml:"set" json:"set,omitempty"`
+	Add    []Header `yaml:"add" json:"add,omitempty"`
+	Remove []string `yaml:"remove" json:"remove,omitempty"`
+}
+
+// Header is one header name and value.
+type Header struct {
+	Name  string `yaml:"name" json:"name"`
+	Value string `yaml:"value" json:"value"`
+}
+
+// Backend is a weighted reference to a cluster.
+type Backend struct {
+	Cluster string `yaml:"cluster" json:"cluster"`
+	// Weight defaults to 1; 0 takes the backend out of rotation.
+	Weight *int `yaml:"weight,omitempty" json:"weight,omitempty"`
+}
+
+// UpstreamProtocol is how the proxy talks to a cluster's endpoints.
+type UpstreamProtocol string
+
+const (
+	UpstreamHTTP1 UpstreamProtocol = "http1"
+	UpstreamH2C   UpstreamProtocol = "h2c"
+)
+
+// LBPolicy chooses an endpoint for each request.
+type LBPolicy string
+
+const (
+	LBRoundRobin   LBPolicy = "round_robin"
+	LBLeastRequest LBPolicy = "least_request"
+	LBRandom       LBPolicy = "random"
+)
+
+// Cluster is a named set of upstream endpoints.
+type Cluster struct {
+	Name     string           `yaml:"name" json:"name"`
+	Protocol UpstreamProtocol `yaml:"protocol" json:"protocol"`
+	LBPolicy LBPolicy         `yaml:"lbPolicy" json:"lbPolicy"`
+	// ConnectTimeout bounds dialing one endpoint.
+	ConnectTimeout Duration `yaml:"connectTimeout" json:"connectTimeout"`
+	// MaxIdleConnsPerEndpoint sizes the keep-alive pool; small pools churn
+	// TIME_WAIT sockets under load, so the default is generous.
+	MaxIdleConnsPerEndpoint int `yaml:"maxIdleConnsPerEndpoint" json:"maxIdleConnsPerEndpoint"`
+	// IdleConnTimeout closes pooled connections unused this long.
+	IdleConnTimeout Duration   `yaml:"idleConnTimeout" json:"idleConnTimeout"`
+	Endpoints       []Endpoint `yaml:"endpoints" json:"endpoints"`
+}
+
+// Endpoint is one upstream address (IP:port or host:port).
+type Endpoint struct {
+	Address string `yaml:"address" json:"address"`
+	// Weight defaults to 1 (used by round_robin and random).
+	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
+}

@@ -1,0 +1,459 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"regexp/syntax"
+	"strconv"
+	"strings"
+)
+
+// Limits that keep one bad route from costing everyone CPU or memory.
+const (
+	MaxRegexLen         = 1024
+	MaxRegexProgramSize = 4096
+	MaxNameLen          = 253
+	MaxHeaderValueLen   = 8192
+	MaxEndpointWeight   = 1 << 16
+	MaxBackendWeight    = 1 << 16
+)
+
+// Validate checks c (after defaults) and returns every problem as Errors.
+func Validate(c *Config) error {
+	var e errs
+	validateAdmin(&e, c)
+	validateServer(&e, c)
+	listeners := validateListeners(&e, c.Listeners)
+	clusters := validateClusters(&e, c.Clusters)
+	validateRoutes(&e, c.Routes, listeners, clusters)
+	return e.err()
+}
+
+func validateAdmin(e *errs, c *Config) {
+	if err := checkHostPort(c.Admin.Address); err != nil {
+		e.add("admin.address", "%v", err)
+	}
+}
+
+func validateServer(e *errs, c *Config) {
+	s := &c.Server
+	if s.MaxHeaderBytes < 1024 || s.MaxHeaderBytes > 1<<20 {
+		e.add("server.maxHeaderBytes", "must be between 1024 and 1048576, got %d", s.MaxHeaderBytes)
+	}
+	if !isToken(s.RequestIDHeader) {
+		e.add("server.requestIdHeader", "%q is not a valid header name", s.RequestIDHeader)
+	}
+}
+
+func validateListeners(e *errs, ls []Listener) map[string]bool {
+	names := map[string]bool{}
+	addrs := map[string]string{}
+	if len(ls) == 0 {
+		e.add("listeners", "at least one listener is required")
+	}
+	for i, l := range ls {
+		p := idx("listeners", i)
+		checkName(e, p+".name", l.Name, names)
+		if err := checkHostPort(l.Address); err != nil {
+			e.add(p+".address", "%v", err)
+		} else if other, dup := addrs[l.Address]; dup {
+			e.add(p+".address", "%s is already used by listener %q", l.Address, other)
+		} else {
+			addrs[l.Address] = l.Name
+		}
+		switch l.Protocol {
+		case ListenerHTTP:
+			if l.TLS != nil {
+				e.add(p+".tls", "only allowed with protocol https")
+			}
+		case ListenerHTTPS:
+			if l.TLS == nil || len(l.TLS.Certificates) == 0 {
+				e.add(p+".tls.certificates", "protocol https needs at least one certificate")
+			}
+		default:
+			e.add(p+".protocol", "must be one of http, https; got %q", l.Protocol)
+		}
+		if l.TLS != nil {
+			if v := l.TLS.MinVersion; v != "1.2" && v != "1.3" {
+				e.add(p+".tls.minVersion", "must be \"1.2\" or \"1.3\"; got %q", v)
+			}
+			for j, cert := range l.TLS.Certificates {
+				cp := idx(p+".tls.certificates", j)
+				if cert.CertFile == "" {
+					e.add(cp+".certFile", "is required")
+				}
+				if cert.KeyFile == "" {
+					e.add(cp+".keyFile", "is required")
+				}
+				for k, h := range cert.ServerNames {
+					if err := checkHostPattern(h); err != nil {
+						e.add(idx(cp+".serverNames", k), "%v", err)
+					}
+				}
+			}
+		}
+	}
+	return names
+}
+
+func validateClusters(e *errs, cs []Cluster) map[string]bool {
+	names := map[string]bool{}
+	for i, c := range cs {
+		p := idx("clusters", i)
+		checkName(e, p+".name", c.Name, names)
+		switch c.Protocol {
+		case UpstreamHTTP1, UpstreamH2C:
+		default:
+			e.add(p+".protocol", "must be one of http1, h2c; got %q", c.Protocol)
+		}
+		switch c.LBPolicy {
+		case LBRoundRobin, LBLeastRequest, LBRandom:
+		default:
+			e.add(p+".lbPolicy", "must be one of round_robin, least_request, random; got %q", c.LBPolicy)
+		}
+		if c.MaxIdleConnsPerEndpoint < 0 || c.MaxIdleConnsPerEndpoint > 65536 {
+			e.add(p+".maxIdleConnsPerEndpoint", "must be between 0 and 65536, got %d", c.MaxIdleConnsPerEndpoint)
+		}
+		seen := map[string]bool{}
+		for j, ep := range c.Endpoints {
+			ep_ := idx(p+".endpoints", j)
+			if err := checkHostPort(ep.Address); err != nil {
+				e.add(ep_+".address", "%v", err)
+			} else if seen[ep.Address] {
+				e.add(ep_+".address", "duplicate endpoint %s", ep.Address)
+			}
+			seen[ep.Address] = true
+			if ep.Weight < 1 || ep.Weight > MaxEndpointWeight {
+				e.add(ep_+".weight", "must be between 1 and %d, got %d", MaxEndpointWeight, ep.Weight)
+			}
+		}
+	}
+	return names
+}
+
+func validateRoutes(e *errs, rs []Route, listeners, clusters map[string]bool) {
+	names := map[string]bool{}
+	for i := range rs {
+		r := &rs[i]
+		p := idx("routes", i)
+		checkName(e, p+".name", r.Name, names)
+		for j, l := range r.Listeners {
+			if !listeners[l] {
+				e.add(idx(p+".listeners", j), "no listener named %q", l)
+			}
+		}
+		for j, h := range r.Hosts {
+			if err := checkHostPattern(h); err != nil {
+				e.add(idx(p+".hosts", j), "%v", err)
+			}
+		}
+		validateMatch(e, p+".match", &r.Match)
+		isPrefix := r.Match.Path != nil && r.Match.Path.Prefix != ""
+		if rw := r.Rewrite; rw != nil {
+			if rw.Prefix != "" {
+				if !isPrefix {
+					e.add(p+".rewrite.prefix", "needs a match.path.prefix to replace")
+				}
+				checkPath(e, p+".rewrite.prefix", rw.Prefix)
+			}
+			if rw.Host != "" {
+				if err := checkHostPort(rw.Host); err != nil && checkHostname(rw.Host) != nil {
+					e.add(p+".rewrite.host", "%q is not a valid host", rw.Host)
+				}
+			}
+		}
+		switch {
+		case r.Redirect != nil && len(r.Backends) > 0:
+			e.add(p, "set either redirect or backends, not both")
+		case r.Redirect == nil && len(r.Backends) == 0:
+			e.add(p+".backends", "a route needs backends or a redirect")
+		}
+		if rd := r.Redirect; rd != nil {
+			rp := p + ".redirect"
+			if rd.Scheme != "" && rd.Scheme != "http" && rd.Scheme != "https" {
+				e.add(rp+".scheme", "must be http or https; got %q", rd.Scheme)
+			}
+			if rd.Host != "" {
+				if err := checkHostname(rd.Host); err != nil {
+					e.add(rp+".host", "%v", err)
+				}
+			}
+			if rd.Port < 0 || rd.Port > 65535 {
+				e.add(rp+".port", "must be between 1 and 65535, got %d", rd.Port)
+			}
+			if rd.Path != "" && rd.Prefix != "" {
+				e.add(rp, "set either path or prefix, not both")
+			}
+			if rd.Path != "" {
+				checkPath(e, rp+".path", rd.Path)
+			}
+			if rd.Prefix != "" {
+				checkPath(e, rp+".prefix", rd.Prefix)
+				if !isPrefix {
+					e.add(rp+".prefix", "needs a match.path.prefix to replace")
+				}
+			}
+			switch rd.Code {
+			case 301, 302, 303, 307, 308:
+			default:
+				e.add(rp+".code", "must be one of 301, 302, 303, 307, 308; got %d", rd.Code)
+			}
+		}
+		validateHeaderMutations(e, p+".requestHeaders", r.RequestHeaders)
+		validateHeaderMutations(e, p+".responseHeaders", r.ResponseHeaders)
+		total := 0
+		for j, b := range r.Backends {
+			bp := idx(p+".backends", j)
+			if !clusters[b.Cluster] {
+				e.add(bp+".cluster", "no cluster named %q", b.Cluster)
+			}
+			if w := *b.Weight; w < 0 || w > MaxBackendWeight {
+				e.add(bp+".weight", "must be between 0 and %d, got %d", MaxBackendWeight, w)
+			} else {
+				total += w
+			}
+		}
+		if len(r.Backends) > 0 && total == 0 {
+			e.add(p+".backends", "weights add up to 0: no backend would get traffic")
+		}
+		if r.Timeout.D() <= 0 {
+			e.add(p+".timeout", "must be positive")
+		}
+	}
+}
+
+func validateMatch(e *errs, p string, m *Match) {
+	if pm := m.Path; pm != nil {
+		set := 0
+		for _, s := range []string{pm.Exact, pm.Prefix, pm.Regex} {
+			if s != "" {
+				set++
+			}
+		}
+		if set != 1 {
+			e.add(p+".path", "set exactly one of exact, prefix, regex")
+		}
+		if pm.Exact != "" {
+			checkPath(e, p+".path.exact", pm.Exact)
+		}
+		if pm.Prefix != "" {
+			checkPath(e, p+".path.prefix", pm.Prefix)
+		}
+		if pm.Regex != "" {
+			checkRegex(e, p+".path.regex", pm.Regex)
+		}
+	}
+	for i, meth := range m.Methods {
+		if !isToken(meth) || strings.ToUpper(meth) != meth {
+			e.add(idx(p+".methods", i), "%q is not an upper-case HTTP method", meth)
+		}
+	}
+	validateValueMatches(e, p+".headers", m.Headers, isToken)
+	validateValueMatches(e, p+".query", m.Query, func(s string) bool { return s != "" && !hasCtl(s) })
+	validateValueMatches(e, p+".cookies", m.Cookies, isToken)
+}
+
+func validateValueMatches(e *errs, p string, vs []ValueMatch, validName func(string) bool) {
+	for i, v := range vs {
+		vp := idx(p, i)
+		if !validName(v.Name) {
+			e.add(vp+".name", "%q is not a valid name", v.Name)
+		}
+		set := 0
+		for _, s := range []string{v.Exact, v.Prefix, v.Regex} {
+			if s != "" {
+				set++
+			}
+		}
+		if set > 1 {
+			e.add(vp, "set at most one of exact, prefix, regex")
+		}
+		if hasCtl(v.Exact) || hasCtl(v.Prefix) {
+			e.add(vp, "value must not contain control characters")
+		}
+		if v.Regex != "" {
+			checkRegex(e, vp+".regex", v.Regex)
+		}
+	}
+}
+
+// headers the proxy owns: letting a route set them would break framing or
+// connection management.
+var reservedHeaders = map[string]bool{
+	"connection": true, "keep-alive": true, "proxy-connection": true, "transfer-encoding": true,
+	"te": true, "trailer": true, "upgrade": true, "content-length": true, "host": true,
+}
+
+func validateHeaderMutations(e *errs, p string, hm *HeaderMutations) {
+	if hm == nil {
+		return
+	}
+	check := func(fp, name string) {
+		if !isToken(name) {
+			e.add(fp, "%q is not a valid header name", name)
+		} else if reservedHeaders[strings.ToLower(name)] {
+			e.add(fp, "%q is managed by the proxy and cannot be changed here", name)
+		}
+	}
+	for i, h := range hm.Set {
+		check(idx(p+".set", i)+".name", h.Name)
+		checkHeaderValue(e, idx(p+".set", i)+".value", h.Value)
+	}
+	for i, h := range hm.Add {
+		check(idx(p+".add", i)+".name", h.Name)
+		checkHeaderValue(e, idx(p+".add", i)+".value", h.Value)
+	}
+	for i, n := range hm.Remove {
+		check(idx(p+".remove", i), n)
+	}
+}
+
+func checkHeaderValue(e *errs, p, v string) {
+	if len(v) > MaxHeaderValueLen {
+		e.add(p, "longer than %d bytes", MaxHeaderValueLen)
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
+			e.add(p, "must not contain control characters")
+			return
+		}
+	}
+}
+
+func checkName(e *errs, p, name string, seen map[string]bool) {
+	switch {
+	case name == "":
+		e.add(p, "is required")
+	case len(name) > MaxNameLen || hasCtl(name) || strings.ContainsAny(name, " \t"):
+		e.add(p, "%q is not a valid name (no spaces or control characters, at most %d bytes)", name, MaxNameLen)
+	case seen[name]:
+		e.add(p, "duplicate name %q", name)
+	}
+	seen[name] = true
+}
+
+func checkPath(e *errs, p, path string) {
+	if !strings.HasPrefix(path, "/") {
+		e.add(p, "%q must start with /", path)
+		return
+	}
+	for i := 0; i < len(path); i++ {
+		if c := path[i]; c <= 0x20 || c == 0x7f || c == '?' || c == '#' {
+			e.add(p, "%q contains a character not allowed in a path (%q)", path, c)
+			return
+		}
+	}
+}
+
+// CompileRegex compiles a user regex under the size limits; RE2 semantics
+// keep matching linear in the input.
+func CompileRegex(s string) (*regexp.Regexp, error) {
+	if len(s) > MaxRegexLen {
+		return nil, fmt.Errorf("longer than %d characters", MaxRegexLen)
+	}
+	re, err := syntax.Parse(s, syntax.Perl)
+	if err != nil {
+		return nil, fmt.Errorf("invalid RE2 regex: %v", err)
+	}
+	prog, err := syntax.Compile(re.Simplify())
+	if err != nil {
+		return nil, fmt.Errorf("invalid RE2 regex: %v", err)
+	}
+	if len(prog.Inst) > MaxRegexProgramSize {
+		return nil, fmt.Errorf("too complex (%d instructions, limit %d)", len(prog.Inst), MaxRegexProgramSize)
+	}
+	return regexp.Compile(s)
+}
+
+// anchoredRegex is the form in which the router compiles match regexes (a
+// whole-value match). The limits must hold for that form too, or a config
+// that `validate` accepts fails when the router builds its table.
+func anchoredRegex(s string) string { return "^(?:" + s + ")$" }
+
+func checkRegex(e *errs, p, s string) {
+	if limit := MaxRegexLen - len(anchoredRegex("")); len(s) > limit {
+		e.add(p, "longer than %d characters", limit)
+		return
+	}
+	_, err := CompileRegex(s) // syntax errors, reported against the regex as written
+	if err == nil {
+		_, err = CompileRegex(anchoredRegex(s))
+	}
+	if err != nil {
+		e.add(p, "%v", err)
+	}
+}
+
+func checkHostPort(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port", s)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q: port must be 1-65535", s)
+	}
+	if host == "" {
+		return nil // all addresses
+	}
+	if net.ParseIP(host) != nil {
+		return nil
+	}
+	return checkHostname(host)
+}
+
+// checkHostPattern accepts a hostname or a "*." wildcard followed by one.
+func checkHostPattern(h string) error {
+	if rest, ok := strings.CutPrefix(h, "*."); ok {
+		if err := checkHostname(rest); err != nil {
+			return fmt.Errorf("wildcard %q: %v", h, err)
+		}
+		return nil
+	}
+	return checkHostname(h)
+}
+
+// checkHostname accepts lower-case RFC 1123 names.
+func checkHostname(h string) error {
+	if h == "" || len(h) > 253 {
+		return fmt.Errorf("%q is not a valid hostname", h)
+	}
+	for _, label := range strings.Split(h, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return fmt.Errorf("%q is not a valid hostname", h)
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("%q is not a valid hostname (lower-case letters, digits, '-' and '.')", h)
+			}
+		}
+	}
+	return nil
+}
+
+func isToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("!#$%&'*+-.^_`|~", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+func hasCtl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,422 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
+	"github.com/edge-agent/edge-agent/pkg/l7/wire"
+	"github.com/edge-agent/edge-agent/pkg/metrics"
+)
+
+var errEOF = io.EOF
+
+// ReasonHeader tells a client why the proxy itself answered (no route,
+// upstream failure) with a stable, machine-readable reason.
+const ReasonHeader = "Edge-Agent-Reason"
+
+// frontend is what the core needs from a client protocol (HTTP/1.1, HTTP/2).
+type frontend interface {
+	// respond sends the response head and streams its body.
+	respond(resp *message.Response) (int64, error)
+	// upgrade sends a 101 head and then relays bytes both ways.
+	upgrade(resp *message.Response, x *upstream.Exchange) (int64, error)
+	// bodyPending is told when the request body may be partly unread, so the
+	// client connection cannot be reused and must close before WaitBody.
+	abandonBody()
+	// abortFunc returns a func that unblocks request-body reads.
+	abortFunc() func()
+}
+
+// scratch is per-request working memory, reused across requests on one
+// HTTP/1.1 connection so the hot path does not allocate.
+type scratch struct {
+	out    upstream.OutRequest
+	hdrs   message.Headers
+	resp   message.Headers
+	tokens [][]byte
+	xff    []byte
+	rid    []byte
+	target []byte
+	x      upstream.Exchange
+	local  localBody
+}
+
+// reqInfo describes one handled request for metrics and the access log.
+type reqInfo struct {
+	status   int
+	route    string
+	cluster  string
+	endpoint string
+	reason   string
+	bytes    int64
+	stats    *metrics.RouteStats
+	rid      []byte
+}
+
+var (
+	hdrXFF       = []byte("X-Forwarded-For")
+	hdrXFProto   = []byte("X-Forwarded-Proto")
+	hdrXFHost    = []byte("X-Forwarded-Host")
+	valHTTP      = []byte("http")
+	valHTTPS     = []byte("https")
+	hdrReason    = []byte(ReasonHeader)
+	hdrCType     = []byte("Content-Type")
+	valTextPlain = []byte("text/plain; charset=utf-8")
+	hdrLocation  = []byte("Location")
+)
+
+// serve routes req and answers it through fe. remoteIP is the client address
+// for X-Forwarded-For.
+func serve(ctx context.Context, st *State, ls *listenerState, req *message.Request, remoteIP []byte, fe frontend, s *scratch) reqInfo {
+	rid := requestID(req, st.server.requestIDHeader, s)
+	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
+	info.rid = rid
+	return info
+}
+
+func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.Request, remoteIP, rid []byte, fe frontend, s *scratch) reqInfo {
+	if string(req.Method) == "CONNECT" {
+		return localReply(fe, s, st.noRoute, 405, "connect_not_supported", rid, st)
+	}
+	route, ok := ls.table.Lookup(req)
+	if !ok {
+		return localReply(fe, s, st.noRoute, 404, "no_route", rid, st)
+	}
+	if route.redirect != nil {
+		return redirect(fe, s, route, req, rid, st)
+	}
+	b := pickBackend(route)
+	info := reqInfo{route: route.Name, cluster: b.cluster.Name, stats: b.stats}
+	ep := b.cluster.Pick()
+	if ep == nil {
+		return withRoute(localReply(fe, s, b.stats, 503, "no_healthy_upstream", rid, st), info)
+	}
+	info.endpoint = ep.Address
+
+	out := &s.out
+	*out = upstream.OutRequest{
+		Method:        req.Method,
+		Target:        rewriteTarget(route, req, s),
+		Host:          req.Host,
+		Headers:       requestHeaders(st, ls, route, req, remoteIP, rid, s),
+		ContentLength: req.ContentLength,
+		Body:          req.Body,
+		Upgrade:       req.Upgrade,
+		Timeout:       route.timeout,
+		Ctx:           ctx,
+		AbortBody:     fe.abortFunc(),
+		TETrailers:    teTrailers(req.Headers),
+	}
+	if route.rewrite != nil && route.rewrite.Host != "" {
+		out.Host = []byte(route.rewrite.Host)
+	}
+	if lb, ok := req.Body.(*wire.LengthReader); ok && int64(lb.Buffered()) >= lb.N {
+		out.BodyBuffered = true
+	}
+	x := &s.x
+	if err := b.cluster.RoundTrip(ep, out, x); err != nil {
+		ue, _ := upstream.AsError(err)
+		kind := upstream.Reset
+		if ue != nil {
+			kind = ue.Kind
+		}
+		x.Finish(false)
+		fe.abandonBody()
+		res := localReply(fe, s, b.stats, kind.Status(), kind.Reason(), rid, st)
+		res.reason = kind.Reason()
+		return withRoute(res, info)
+	}
+	resp := &x.Response
+	resp.Headers = responseHeaders(route, resp.Headers, st, rid, s)
+	var n int64
+	var werr error
+	if resp.Status == 101 {
+		n, werr = fe.upgrade(resp, x)
+	} else {
+		n, werr = fe.respond(resp)
+	}
+	if !x.Finish(werr == nil) {
+		fe.abandonBody()
+		x.WaitBody()
+	}
+	info.status, info.bytes = resp.Status, n
+	if werr != nil {
+		info.reason = "downstream_or_upstream_reset"
+	}
+	return info
+}
+
+func withRoute(res, info reqInfo) reqInfo {
+	res.route, res.cluster, res.endpoint, res.stats = info.route, info.cluster, info.endpoint, info.stats
+	return res
+}
+
+func pickBackend(r *Route) *backend {
+	if len(r.backends) == 1 {
+		return &r.backends[0]
+	}
+	x := rand.IntN(r.total)
+	for i := range r.backends {
+		if x < r.backends[i].weight {
+			return &r.backends[i]
+		}
+		x -= r.backends[i].weight
+	}
+	return &r.backends[len(r.backends)-1]
+}
+
+func teTrailers(hs message.Headers) bool {
+	v, ok := hs.Get("te")
+	return ok && wire.HasToken(v, "trailers")
+}
+
+// rewriteTarget applies a prefix rewrite to the request target.
+func rewriteTarget(r *Route, req *message.Request, s *scratch) []byte {
+	if r.rewrite == nil || r.rewrite.Prefix == "" {
+		return req.Target
+	}
+	rest := req.Target[len(r.prefix):]
+	repl := r.rewrite.Prefix
+	s.target = append(s.target[:0], repl...)
+	// Keep exactly one slash at the seam: "/api" → "/" on "/api/x" is "/x".
+	if len(s.target) > 0 && s.target[len(s.target)-1] == '/' && len(rest) > 0 && rest[0] == '/' {
+		rest = rest[1:]
+	}
+	if len(rest) > 0 && rest[0] == '?' && (len(s.target) == 0) {
+		s.target = append(s.target, '/')
+	}
+	s.target = append(s.target, rest...)
+	if len(s.target) == 0 || s.target[0] != '/' {
+		s.target = append([]byte{'/'}, s.target...)
+	}
+	return s.target
+}
+
+// requestHeaders builds the upstream header list: hop-by-hop and
+// Connection-named headers removed, route mutations applied, and the
+// X-Forwarded-* and request id headers set by the proxy.
+func requestHeaders(st *State, ls *listenerState, r *Route, req *message.Request, remoteIP, rid []byte, s *scratch) message.Headers {
+	s.tokens = wire.ConnectionTokens(req.Headers, s.tokens[:0])
+	hs := s.hdrs[:0]
+	s.xff = s.xff[:0]
+	for _, h := range req.Headers {
+		switch {
+		case wire.IsHopByHop(h.Name), isToken(h.Name, s.tokens), r.reqOps.drops(h.Name):
+			continue
+		case message.EqualFold(h.Name, "x-forwarded-for"):
+			s.xff = append(append(s.xff, h.Value...), ", "...)
+			continue
+		case message.EqualFold(h.Name, "x-forwarded-proto"), message.EqualFold(h.Name, "x-forwarded-host"),
+			bytes.EqualFold(h.Name, st.server.requestIDHeader):
+			continue
+		}
+		hs = append(hs, h)
+	}
+	hs = append(hs, r.reqOps.set...)
+	hs = append(hs, r.reqOps.add...)
+	s.xff = append(s.xff, remoteIP...)
+	proto := valHTTP
+	if ls.tls || req.TLS {
+		proto = valHTTPS
+	}
+	hs = append(hs,
+		message.Header{Name: hdrXFF, Value: s.xff},
+		message.Header{Name: hdrXFProto, Value: proto},
+		message.Header{Name: hdrXFHost, Value: req.Host},
+		message.Header{Name: st.server.requestIDHeader, Value: rid},
+	)
+	s.hdrs = hs
+	return hs
+}
+
+func isToken(name []byte, tokens [][]byte) bool {
+	for _, t := range tokens {
+		if bytes.EqualFold(name, t) {
+			return true
+		}
+	}
+	return false
+}
+
+// responseHeaders filters the upstream's response headers and applies the
+// route's response mutations.
+func responseHeaders(r *Route, in message.Headers, st *State, rid []byte, s *scratch) message.Headers {
+	s.tokens = wire.ConnectionTokens(in, s.tokens[:0])
+	hs := s.resp[:0]
+	for _, h := range in {
+		if wire.IsHopByHop(h.Name) || isToken(h.Name, s.tokens) || r.respOps.drops(h.Name) ||
+			bytes.EqualFold(h.Name, st.server.requestIDHeader) {
+			continue
+		}
+		hs = append(hs, h)
+	}
+	hs = append(hs, r.respOps.set...)
+	hs = append(hs, r.respOps.add...)
+	hs = append(hs, message.Header{Name: st.server.requestIDHeader, Value: rid})
+	s.resp = hs
+	return hs
+}
+
+// requestID keeps a well-formed incoming id (so traces join up across
+// proxies) and otherwise makes a random 128-bit one.
+func requestID(req *message.Request, name []byte, s *scratch) []byte {
+	if v, ok := req.Headers.Get(string(name)); ok && validRequestID(v) {
+		return v
+	}
+	const hex = "0123456789abcdef"
+	s.rid = s.rid[:0]
+	for _, w := range [2]uint64{rand.Uint64(), rand.Uint64()} {
+		for i := 60; i >= 0; i -= 4 {
+			s.rid = append(s.rid, hex[(w>>uint(i))&0xf])
+		}
+	}
+	return s.rid
+}
+
+func validRequestID(v []byte) bool {
+	if len(v) == 0 || len(v) > 128 {
+		return false
+	}
+	for _, c := range v {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// localBody is a small in-memory body for replies the proxy makes itself.
+type localBody struct {
+	b   []byte
+	off int
+}
+
+func (l *localBody) Read(p []byte) (int, error) {
+	if l.off >= len(l.b) {
+		return 0, errEOF
+	}
+	n := copy(p, l.b[l.off:])
+	l.off += n
+	return n, nil
+}
+
+// localReply answers with status and a text body naming the reason.
+func localReply(fe frontend, s *scratch, stats *metrics.RouteStats, status int, reason string, rid []byte, st *State) reqInfo {
+	s.local = localBody{b: append(append(s.local.b[:0], reason...), '\n')}
+	resp := message.Response{
+		Status: status,
+		Headers: append(s.resp[:0],
+			message.Header{Name: hdrCType, Value: valTextPlain},
+			message.Header{Name: hdrReason, Value: []byte(reason)},
+			message.Header{Name: st.server.requestIDHeader, Value: rid}),
+		ContentLength: int64(len(s.local.b)),
+		Body:          &s.local,
+	}
+	n, _ := fe.respond(&resp)
+	return reqInfo{status: status, reason: reason, bytes: n, stats: stats}
+}
+
+// redirect answers with the route's redirect, keeping unset parts of the
+// request URL.
+func redirect(fe frontend, s *scratch, r *Route, req *message.Request, rid []byte, st *State) reqInfo {
+	rd := r.redirect
+	scheme := "http"
+	if req.TLS {
+		scheme = "https"
+	}
+	if rd.Scheme != "" {
+		scheme = rd.Scheme
+	}
+	host := string(req.Host)
+	port := ""
+	if h, p, ok := splitHostPort(host); ok {
+		host, port = h, p
+	}
+	if rd.Host != "" {
+		host = rd.Host
+	}
+	switch {
+	case rd.Port != 0:
+		port = strconv.Itoa(rd.Port)
+	case rd.Scheme != "" || rd.Host != "":
+		port = "" // a new scheme or host does not inherit the old port
+	}
+	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		port = ""
+	}
+	path := req.Path()
+	switch {
+	case rd.Path != "":
+		path = []byte(rd.Path)
+	case rd.Prefix != "":
+		rest := path[len(r.prefix):]
+		p := rd.Prefix
+		if len(p) > 1 && p[len(p)-1] == '/' && len(rest) > 0 && rest[0] == '/' {
+			rest = rest[1:]
+		}
+		path = append([]byte(p), rest...)
+	}
+	loc := scheme + "://" + host
+	if port != "" {
+		loc += ":" + port
+	}
+	loc += string(path)
+	if q := req.Query(); q != nil {
+		loc += "?" + string(q)
+	}
+	resp := message.Response{
+		Status: rd.Code,
+		Headers: append(s.resp[:0],
+			message.Header{Name: hdrLocation, Value: []byte(loc)},
+			message.Header{Name: st.server.requestIDHeader, Value: rid}),
+		Body: eofBody{},
+	}
+	n, _ := fe.respond(&resp)
+	return reqInfo{status: rd.Code, route: r.Name, bytes: n, stats: r.backends[0].stats}
+}
+
+func splitHostPort(h string) (string, string, bool) {
+	i := len(h) - 1
+	for i >= 0 && h[i] >= '0' && h[i] <= '9' {
+		i--
+	}
+	if i < 0 || h[i] != ':' || i == len(h)-1 || (h[0] == '[' && h[i-1] != ']') {
+		return h, "", false
+	}
+	return h[:i], h[i+1:], true
+}
+
+type eofBody struct{}
+
+func (eofBody) Read([]byte) (int, error) { return 0, errEOF }
+
+// logRequest writes one JSON access-log line.
+func logRequest(log *slog.Logger, ls *listenerState, req *message.Request, remote string, info reqInfo, rid []byte, start time.Time, elapsed time.Duration) {
+	attrs := []slog.Attr{
+		slog.String("listener", ls.name),
+		slog.String("client", remote),
+		slog.String("method", string(req.Method)),
+		slog.String("host", string(req.Host)),
+		slog.String("path", string(req.Target)),
+		slog.Int("proto", req.ProtoMajor),
+		slog.Int("status", info.status),
+		slog.String("route", info.route),
+		slog.String("cluster", info.cluster),
+		slog.String("upstream", info.endpoint),
+		slog.Int64("bytes", info.bytes),
+		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
+		slog.String("request_id", string(rid)),
+		slog.Time("start", start),
+	}
+	if info.reason != "" {
+		attrs = append(attrs, slog.String("reason", info.reason))
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}

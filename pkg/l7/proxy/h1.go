@@ -1,0 +1,305 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
+	"github.com/edge-agent/edge-agent/pkg/l7/wire"
+)
+
+// h1conn serves one HTTP/1.1 client connection: one request at a time,
+// synchronously on its own goroutine, with every buffer reused.
+type h1conn struct {
+	srv      *Server
+	lname    string
+	tls      bool
+	nc       net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	head     wire.RequestHead
+	req      message.Request
+	lr       wire.LengthReader
+	cr       wire.ChunkedReader
+	s        scratch
+	remoteIP []byte
+	remote   string
+	track    *tracked
+
+	closeAfter bool
+	isHead     bool
+	abort      func()
+}
+
+var h1Pool = sync.Pool{New: func() any {
+	c := &h1conn{bw: bufio.NewWriterSize(nil, 16<<10)}
+	c.abort = c.unblockBody
+	return c
+}}
+
+func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, lname string, isTLS bool) {
+	c := h1Pool.Get().(*h1conn)
+	c.srv, c.lname, c.tls, c.nc, c.br, c.track = s, lname, isTLS, nc, br, t
+	c.bw.Reset(nc)
+	c.remote = nc.RemoteAddr().String()
+	host, _, _ := net.SplitHostPort(c.remote)
+	c.remoteIP = append(c.remoteIP[:0], host...)
+	c.loop()
+	c.bw.Reset(nil)
+	c.srv, c.nc, c.br, c.track = nil, nil, nil, nil
+	h1Pool.Put(c)
+}
+
+func (c *h1conn) loop() {
+	srv := c.srv
+	for {
+		c.track.setIdle(true)
+		if srv.draining.Load() {
+			return
+		}
+		st := srv.state.Load()
+		_ = c.nc.SetReadDeadline(time.Now().Add(st.server.idleTimeout))
+		if _, err := c.br.Peek(1); err != nil {
+			return
+		}
+		c.track.setIdle(false)
+		_ = c.nc.SetReadDeadline(time.Now().Add(st.server.readHeaderTimeout))
+		err := wire.ReadRequestHead(c.br, &c.head, st.server.maxHeaderBytes)
+		start := time.Now()
+		if err != nil {
+			if pe, ok := wire.IsParseError(err); ok {
+				c.closeAfter = true
+				c.isHead = false
+				info := localReply(c, &c.s, st.noRoute, pe.Status, "bad_request", nil, st)
+				_ = c.bw.Flush()
+				srv.logBad(c.remote, pe, info)
+			}
+			return
+		}
+		_ = c.nc.SetReadDeadline(time.Time{})
+		ls := st.listeners[c.lname]
+		if ls == nil {
+			return // listener removed by a reload: let the client reconnect
+		}
+		c.prepare()
+		if c.head.Expect100 && c.req.ContentLength != 0 {
+			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			if c.bw.Flush() != nil {
+				return
+			}
+		}
+		info := serve(context.Background(), st, ls, &c.req, c.remoteIP, c, &c.s)
+		if !c.bodyConsumed() {
+			c.closeAfter = true
+		}
+		if c.br.Buffered() == 0 || c.closeAfter {
+			if c.bw.Flush() != nil {
+				c.closeAfter = true
+			}
+		}
+		elapsed := time.Since(start)
+		info.stats.Observe(info.status, elapsed)
+		if st.server.accessLog {
+			logRequest(srv.accessLog, ls, &c.req, c.remote, info, info.rid, start, elapsed)
+		}
+		if c.closeAfter {
+			return
+		}
+	}
+}
+
+// prepare turns the parsed head into the core's Request.
+func (c *h1conn) prepare() {
+	h := &c.head
+	r := &c.req
+	*r = message.Request{Method: h.Method, Target: h.Target, Host: h.Host, Headers: h.Headers,
+		Upgrade: h.Upgrade, ProtoMajor: 1, TLS: c.tls}
+	switch {
+	case h.Chunked:
+		c.cr.Reset(c.br, c.srv.state.Load().server.maxHeaderBytes)
+		r.Body, r.ContentLength = &c.cr, -1
+	case h.ContentLength > 0:
+		c.lr = wire.LengthReader{R: c.br, N: h.ContentLength}
+		r.Body, r.ContentLength = &c.lr, h.ContentLength
+	default:
+		r.Body, r.ContentLength = nil, 0
+	}
+	c.isHead = string(h.Method) == "HEAD"
+	c.closeAfter = h.Close || (h.Minor == 0 && !keepAlive(h.Headers)) || c.srv.draining.Load()
+}
+
+func keepAlive(hs message.Headers) bool {
+	v, ok := hs.Get("connection")
+	return ok && wire.HasToken(v, "keep-alive")
+}
+
+// bodyConsumed reports whether the request body was read to its end, so
+// the next request starts at a known place in the stream.
+func (c *h1conn) bodyConsumed() bool {
+	switch c.req.Body {
+	case nil:
+		return true
+	case &c.lr:
+		return c.lr.N == 0
+	default:
+		return c.cr.Done()
+	}
+}
+
+func (c *h1conn) abandonBody() { c.unblockBody() }
+
+// unblockBody ends any read of the request body: the connection will close
+// after this response, so the rest of the body no longer matters.
+func (c *h1conn) unblockBody() {
+	c.closeAfter = true
+	_ = c.bw.Flush()
+	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+func (c *h1conn) writeStatus(code int) {
+	bw := c.bw
+	var num [8]byte
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	bw.WriteByte(' ')
+	bw.WriteString(http.StatusText(code))
+	bw.WriteString("\r\n")
+}
+
+func (c *h1conn) writeHeaders(hs message.Headers) {
+	bw := c.bw
+	for _, h := range hs {
+		bw.Write(h.Name)
+		bw.WriteString(": ")
+		bw.Write(h.Value)
+		bw.WriteString("\r\n")
+	}
+}
+
+// respond writes the head and streams the body, flushing whenever the
+// upstream has nothing more buffered (server-sent events reach the client
+// at once) and otherwise batching into as few writes as possible.
+func (c *h1conn) respond(resp *message.Response) (int64, error) {
+	bw := c.bw
+	noBody := c.isHead || resp.Status == 204 || resp.Status == 304 || resp.Status < 200
+	chunked := false
+	c.writeStatus(resp.Status)
+	c.writeHeaders(resp.Headers)
+	var num [20]byte
+	switch {
+	case resp.ContentLength >= 0:
+		if resp.Status != 204 && resp.Status != 304 && resp.Status >= 200 {
+			bw.WriteString("Content-Length: ")
+			bw.Write(strconv.AppendInt(num[:0], resp.ContentLength, 10))
+			bw.WriteString("\r\n")
+		}
+	case noBody:
+	case c.head.Minor >= 1:
+		chunked = true
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	default:
+		c.closeAfter = true // HTTP/1.0: the end of the body is the close
+	}
+	if c.closeAfter || c.srv.draining.Load() {
+		c.closeAfter = true
+		bw.WriteString("Connection: close\r\n")
+	}
+	_, err := bw.WriteString("\r\n")
+	if noBody || err != nil {
+		return 0, err
+	}
+	return c.copyBody(resp, chunked)
+}
+
+type buffered interface{ Buffered() int }
+
+func (c *h1conn) copyBody(resp *message.Response, chunked bool) (int64, error) {
+	bw := c.bw
+	bp := upstream.GetBuffer()
+	defer upstream.PutBuffer(bp)
+	buf := *bp
+	src, _ := resp.Body.(buffered)
+	var total int64
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			total += int64(n)
+			var werr error
+			if chunked {
+				werr = wire.WriteChunk(bw, buf[:n])
+			} else {
+				_, werr = bw.Write(buf[:n])
+			}
+			if werr != nil {
+				return total, werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			c.closeAfter = true
+			_ = bw.Flush()
+			return total, err
+		}
+		if src == nil || src.Buffered() == 0 {
+			if err := bw.Flush(); err != nil {
+				return total, err
+			}
+		}
+	}
+	if chunked {
+		var tr message.Headers
+		if resp.Trailers != nil {
+			tr = resp.Trailers()
+		}
+		if err := wire.WriteLastChunk(bw, tr); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// upgrade completes a protocol switch (WebSocket) and relays bytes in both
+// directions until both sides are done.
+func (c *h1conn) upgrade(resp *message.Response, x *upstream.Exchange) (int64, error) {
+	c.closeAfter = true
+	c.writeStatus(101)
+	c.writeHeaders(resp.Headers)
+	c.bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+	c.bw.Write(c.head.Upgrade)
+	c.bw.WriteString("\r\n\r\n")
+	if err := c.bw.Flush(); err != nil {
+		x.Finish(false)
+		return 0, err
+	}
+	unc, ubr := x.Hijack()
+	defer unc.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_, _ = io.Copy(unc, c.br) // client → upstream, including bytes already read
+		closeWrite(unc)
+	}()
+	n, err := io.Copy(c.nc, ubr)
+	closeWrite(c.nc)
+	<-done
+	return n, err
+}
+
+func closeWrite(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	} else {
+		_ = nc.Close()
+	}
+}
+
+func (c *h1conn) abortFunc() func() { return c.abort }

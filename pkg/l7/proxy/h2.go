@@ -1,0 +1,130 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
+	"github.com/edge-agent/edge-agent/pkg/l7/wire"
+)
+
+// h2handler serves HTTP/2 streams (TLS with ALPN h2, or h2c prior
+// knowledge) through the same core as HTTP/1.1.
+type h2handler struct {
+	srv   *Server
+	lname string
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	st := h.srv.state.Load()
+	ls := st.listeners[h.lname]
+	if ls == nil {
+		http.Error(w, "listener removed", http.StatusServiceUnavailable)
+		return
+	}
+	req := message.Request{
+		Method:        []byte(r.Method),
+		Target:        []byte(r.RequestURI),
+		Host:          []byte(r.Host),
+		ContentLength: r.ContentLength,
+		Body:          r.Body,
+		ProtoMajor:    r.ProtoMajor,
+		TLS:           r.TLS != nil,
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		req.Body, req.ContentLength = nil, 0
+	}
+	for k, vs := range r.Header {
+		name := []byte(k)
+		for _, v := range vs {
+			req.Headers = append(req.Headers, message.Header{Name: name, Value: []byte(v)})
+		}
+	}
+	remoteIP, _, _ := net.SplitHostPort(r.RemoteAddr)
+	s := scratchPool.Get().(*scratch)
+	fe := &h2front{w: w, r: r}
+	info := serve(r.Context(), st, ls, &req, []byte(remoteIP), fe, s)
+	elapsed := time.Since(start)
+	info.stats.Observe(info.status, elapsed)
+	if st.server.accessLog {
+		logRequest(h.srv.accessLog, ls, &req, r.RemoteAddr, info, info.rid, start, elapsed)
+	}
+	scratchPool.Put(s)
+}
+
+type h2front struct {
+	w http.ResponseWriter
+	r *http.Request
+}
+
+func (f *h2front) respond(resp *message.Response) (int64, error) {
+	hdr := f.w.Header()
+	for _, h := range resp.Headers {
+		if wire.IsHopByHop(h.Name) {
+			continue
+		}
+		hdr.Add(string(h.Name), string(h.Value))
+	}
+	if resp.ContentLength >= 0 && resp.Status != 204 && resp.Status != 304 {
+		hdr.Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	f.w.WriteHeader(resp.Status)
+	if f.r.Method == "HEAD" || resp.Body == nil {
+		return 0, nil
+	}
+	rc := http.NewResponseController(f.w)
+	bp := upstream.GetBuffer()
+	defer upstream.PutBuffer(bp)
+	buf := *bp
+	src, _ := resp.Body.(buffered)
+	var total int64
+	for {
+		n, err := resp.Body.Read(buf)
+		if n > 0 {
+			total += int64(n)
+			if _, werr := f.w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				// Reset the stream rather than end it cleanly: the body is incomplete.
+				panic(http.ErrAbortHandler)
+			}
+			break
+		}
+		if src == nil || src.Buffered() == 0 {
+			if err := rc.Flush(); err != nil {
+				return total, err
+			}
+		}
+	}
+	if resp.Trailers != nil {
+		for _, t := range resp.Trailers() {
+			hdr.Add(http.TrailerPrefix+string(t.Name), string(t.Value))
+		}
+	}
+	return total, nil
+}
+
+func (f *h2front) upgrade(resp *message.Response, x *upstream.Exchange) (int64, error) {
+	x.Finish(false)
+	return f.respond(&message.Response{Status: 502, ContentLength: 0, Body: eofBody{}})
+}
+
+func (f *h2front) abandonBody() {
+	if f.r.Body != nil {
+		_ = f.r.Body.Close()
+	}
+}
+
+func (f *h2front) abortFunc() func() { return f.abandonBody }

@@ -1,0 +1,200 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/edge-agent/edge-agent/pkg/config"
+)
+
+// listener is one bound socket and its TLS material.
+type listener struct {
+	cfg   config.Listener
+	ln    net.Listener
+	certs atomic.Pointer[certStore]
+	h2    *h2handler
+}
+
+// certStore picks a certificate by SNI: exact name, then wildcard, then the
+// first certificate as the default.
+type certStore struct {
+	exact    map[string]*tls.Certificate
+	wildcard map[string]*tls.Certificate
+	def      *tls.Certificate
+	min      uint16
+}
+
+// loadCerts reads every certificate a listener names; errors carry the
+// config field path.
+func loadCerts(path string, t *config.ListenerTLS) (*certStore, error) {
+	cs := &certStore{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}, min: tls.VersionTLS12}
+	if t.MinVersion == "1.3" {
+		cs.min = tls.VersionTLS13
+	}
+	for i, c := range t.Certificates {
+		p := fmt.Sprintf("%s.tls.certificates[%d]", path, i)
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, config.Errors{{Path: p, Reason: err.Error()}}
+		}
+		leaf, err := x509.ParseCertificate(cert.Certificate[0])
+		if err != nil {
+			return nil, config.Errors{{Path: p + ".certFile", Reason: err.Error()}}
+		}
+		cert.Leaf = leaf
+		names := c.ServerNames
+		if len(names) == 0 {
+			names = leaf.DNSNames
+		}
+		for _, n := range names {
+			n = strings.ToLower(n)
+			if rest, ok := strings.CutPrefix(n, "*."); ok {
+				cs.wildcard[rest] = &cert
+			} else {
+				cs.exact[n] = &cert
+			}
+		}
+		if cs.def == nil {
+			cs.def = &cert
+		}
+	}
+	return cs, nil
+}
+
+func (cs *certStore) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if c := cs.exact[name]; c != nil {
+		return c, nil
+	}
+	for i := 0; i < len(name); i++ {
+		if name[i] == '.' {
+			if c := cs.wildcard[name[i+1:]]; c != nil {
+				return c, nil
+			}
+		}
+	}
+	return cs.def, nil
+}
+
+func (l *listener) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		NextProtos: []string{"h2", "http/1.1"},
+		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+			cs := l.certs.Load()
+			return &tls.Config{
+				MinVersion:     cs.min,
+				NextProtos:     []string{"h2", "http/1.1"},
+				GetCertificate: cs.get,
+			}, nil
+		},
+	}
+}
+
+// tracked is a client connection the server can find at shutdown.
+type tracked struct {
+	nc   net.Conn
+	idle atomic.Bool
+}
+
+func (t *tracked) setIdle(v bool) { t.idle.Store(v) }
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
+
+// h2Preface is what an h2c prior-knowledge client sends first.
+var h2Preface = []byte(http2.ClientPreface)
+
+func (s *Server) acceptLoop(l *listener) {
+	defer s.acceptWG.Done()
+	var tlsConf *tls.Config
+	if l.cfg.Protocol == config.ListenerHTTPS {
+		tlsConf = l.tlsConfig()
+	}
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			s.log.Warn("accept failed", "listener", l.cfg.Name, "err", err)
+			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		t := s.track(nc)
+		if t == nil {
+			_ = nc.Close()
+			continue
+		}
+		go s.serveConn(l, t, tlsConf)
+	}
+}
+
+// serveConn detects the protocol: TLS with ALPN on https listeners; on
+// plaintext ones the HTTP/2 preface means h2c, anything else HTTP/1.1.
+func (s *Server) serveConn(l *listener, t *tracked, tlsConf *tls.Config) {
+	defer s.untrack(t)
+	nc := t.nc
+	m := s.metrics
+	m.DownstreamTotal.WithLabelValues(l.cfg.Name).Inc()
+	active := m.DownstreamActive.WithLabelValues(l.cfg.Name)
+	active.Inc()
+	defer active.Dec()
+	defer nc.Close()
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	st := s.state.Load()
+	isTLS := tlsConf != nil
+	if isTLS {
+		tc := tls.Server(nc, tlsConf)
+		_ = nc.SetDeadline(time.Now().Add(st.server.readHeaderTimeout))
+		if err := tc.Handshake(); err != nil {
+			s.log.Debug("tls handshake failed", "listener", l.cfg.Name, "client", nc.RemoteAddr().String(), "err", err)
+			return
+		}
+		_ = nc.SetDeadline(time.Time{})
+		nc = tc
+		t.nc = tc
+		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			s.serveH2(nc, l)
+			return
+		}
+	}
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(nc)
+	defer func() { br.Reset(nil); readerPool.Put(br) }()
+	if !isTLS {
+		_ = nc.SetReadDeadline(time.Now().Add(st.server.idleTimeout))
+		if b, err := br.Peek(1); err == nil && b[0] == 'P' {
+			if p, _ := br.Peek(len(h2Preface)); bytes.Equal(p, h2Preface) {
+				_ = nc.SetReadDeadline(time.Time{})
+				s.serveH2(&bufferedConn{Conn: nc, r: br}, l)
+				return
+			}
+		}
+	}
+	s.serveH1(t, nc, br, l.cfg.Name, isTLS)
+}
+
+func (s *Server) serveH2(nc net.Conn, l *listener) {
+	s.h2.ServeConn(nc, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: l.h2})
+}
+
+// bufferedConn replays bytes already read while sniffing the protocol.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }

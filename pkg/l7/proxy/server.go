@@ -1,0 +1,221 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/net/http2"
+
+	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
+	"github.com/edge-agent/edge-agent/pkg/l7/wire"
+	"github.com/edge-agent/edge-agent/pkg/metrics"
+)
+
+// Server owns the listeners, the live State and every client connection.
+type Server struct {
+	log       *slog.Logger
+	accessLog *slog.Logger
+	metrics   *metrics.Metrics
+	clusters  *upstream.Manager
+	state     atomic.Pointer[State]
+	draining  atomic.Bool
+
+	h2     *http2.Server
+	h2base *http.Server
+
+	mu        sync.Mutex
+	applyMu   sync.Mutex
+	listeners map[string]*listener
+	conns     map[*tracked]struct{}
+	connWG    sync.WaitGroup
+	acceptWG  sync.WaitGroup
+}
+
+// New creates a Server; nothing listens until the first Apply.
+func New(log, accessLog *slog.Logger, m *metrics.Metrics) *Server {
+	s := &Server{
+		log: log, accessLog: accessLog, metrics: m,
+		clusters:  upstream.NewManager(log, m),
+		listeners: map[string]*listener{},
+		conns:     map[*tracked]struct{}{},
+		h2:        &http2.Server{MaxConcurrentStreams: 1000, IdleTimeout: config.DefaultIdleTimeout},
+		h2base:    &http.Server{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
+	}
+	// Registers GOAWAY on h2base.Shutdown for every connection h2 serves.
+	_ = http2.ConfigureServer(s.h2base, s.h2)
+	return s
+}
+
+// State returns the live state (nil before the first Apply).
+func (s *Server) State() *State { return s.state.Load() }
+
+// Addr returns the bound address of a listener, for tests using port 0.
+func (s *Server) Addr(name string) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l := s.listeners[name]; l != nil {
+		return l.ln.Addr()
+	}
+	return nil
+}
+
+// Apply makes snap live: TLS material is loaded and new sockets bound
+// first, so a snapshot that cannot be served is rejected whole and the old
+// one keeps running. Requests in flight finish on the State they started on.
+func (s *Server) Apply(snap *config.Snapshot) error {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.draining.Load() {
+		return errors.New("server is shutting down")
+	}
+	cfg := snap.Config
+	certs := map[string]*certStore{}
+	for i := range cfg.Listeners {
+		l := &cfg.Listeners[i]
+		if l.TLS != nil {
+			cs, err := loadCerts(fmt.Sprintf("listeners[%d]", i), l.TLS)
+			if err != nil {
+				return err
+			}
+			certs[l.Name] = cs
+		}
+	}
+	s.mu.Lock()
+	old := s.listeners
+	s.mu.Unlock()
+	next := map[string]*listener{}
+	var opened []*listener
+	for _, lc := range cfg.Listeners {
+		if ol := old[lc.Name]; ol != nil && ol.cfg.Address == lc.Address && ol.cfg.Protocol == lc.Protocol {
+			ol.cfg = lc
+			next[lc.Name] = ol
+			continue
+		}
+		lc := lc
+		ln, err := listen(lc.Address, old)
+		if err != nil {
+			for _, l := range opened {
+				_ = l.ln.Close()
+			}
+			return fmt.Errorf("listener %q: %w", lc.Name, err)
+		}
+		l := &listener{cfg: lc, ln: ln}
+		l.h2 = &h2handler{srv: s, lname: lc.Name}
+		next[lc.Name] = l
+		opened = append(opened, l)
+	}
+	for name, cs := range certs {
+		next[name].certs.Store(cs)
+	}
+	clusters := s.clusters.Update(cfg.Clusters)
+	st, err := Compile(snap, clusters, s.metrics)
+	if err != nil {
+		for _, l := range opened {
+			_ = l.ln.Close()
+		}
+		return err
+	}
+	s.state.Store(st)
+	s.mu.Lock()
+	s.listeners = next
+	s.mu.Unlock()
+	for _, l := range opened {
+		s.acceptWG.Add(1)
+		go s.acceptLoop(l)
+		s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "protocol", l.cfg.Protocol)
+	}
+	for name, l := range old {
+		if next[name] != l {
+			_ = l.ln.Close()
+		}
+	}
+	return nil
+}
+
+// listen binds addr. MPTCP is off: Go ≥ 1.24 would otherwise use it and a
+// SOCKMAP (steering) refuses MPTCP sockets.
+func listen(addr string, _ map[string]*listener) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	lc.SetMultipathTCP(false)
+	return lc.Listen(context.Background(), "tcp", addr)
+}
+
+func (s *Server) track(nc net.Conn) *tracked {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return nil
+	}
+	t := &tracked{nc: nc}
+	s.conns[t] = struct{}{}
+	s.connWG.Add(1)
+	return t
+}
+
+func (s *Server) untrack(t *tracked) {
+	s.mu.Lock()
+	delete(s.conns, t)
+	s.mu.Unlock()
+	s.connWG.Done()
+}
+
+// Shutdown stops accepting, closes idle connections, lets in-flight requests
+// finish until ctx ends, then closes whatever is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		_ = l.ln.Close()
+	}
+	s.mu.Unlock()
+	s.acceptWG.Wait()
+	// GOAWAY to every HTTP/2 connection; streams in flight complete.
+	go func() { _ = s.h2base.Shutdown(ctx) }()
+	done := make(chan struct{})
+	go func() { s.connWG.Wait(); close(done) }()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	var err error
+loop:
+	for {
+		s.closeIdle()
+		select {
+		case <-done:
+			break loop
+		case <-tick.C:
+		case <-ctx.Done():
+			err = fmt.Errorf("drain deadline reached: %w", ctx.Err())
+			s.mu.Lock()
+			for t := range s.conns {
+				_ = t.nc.Close()
+			}
+			s.mu.Unlock()
+			<-done
+			break loop
+		}
+	}
+	s.clusters.Close()
+	return err
+}
+
+func (s *Server) closeIdle() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t := range s.conns {
+		if t.idle.Load() {
+			_ = t.nc.Close()
+		}
+	}
+}
+
+func (s *Server) logBad(remote string, pe *wire.ParseError, info reqInfo) {
+	s.log.Debug("bad request", "client", remote, "status", info.status, "err", pe.Reason)
+}

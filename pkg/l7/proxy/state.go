@@ -1,0 +1,159 @@
+// Package proxy is the L7 data path: listeners, protocol detection, the
+// HTTP/1.1 and HTTP/2 front-ends and the request core they share (routing,
+// redirects, rewrites, header policy, upstream exchange, metrics, logs).
+package proxy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/router"
+	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
+	"github.com/edge-agent/edge-agent/pkg/metrics"
+)
+
+// State is everything compiled from one Snapshot. Requests load it once and
+// keep it to the end, so a reload never changes a request half-way.
+type State struct {
+	Snapshot  *config.Snapshot
+	listeners map[string]*listenerState
+	server    serverSettings
+	noRoute   *metrics.RouteStats
+}
+
+type serverSettings struct {
+	accessLog         bool
+	requestIDHeader   []byte
+	maxHeaderBytes    int
+	readHeaderTimeout time.Duration
+	idleTimeout       time.Duration
+}
+
+type listenerState struct {
+	name  string
+	table *router.Table[*Route]
+	tls   bool
+}
+
+// Route is the runtime form of a config.Route.
+type Route struct {
+	Name     string
+	backends []backend
+	total    int
+	redirect *config.Redirect
+	prefix   string // the matched prefix, for prefix rewrites and redirects
+	rewrite  *config.Rewrite
+	reqOps   headerOps
+	respOps  headerOps
+	timeout  time.Duration
+}
+
+type backend struct {
+	cluster *upstream.Cluster
+	weight  int
+	stats   *metrics.RouteStats
+}
+
+// headerOps is a route's header mutation, pre-split for the hot path.
+type headerOps struct {
+	drop [][]byte // names to remove from the incoming set (remove ∪ set)
+	set  message.Headers
+	add  message.Headers
+}
+
+func compileOps(hm *config.HeaderMutations) headerOps {
+	var ops headerOps
+	if hm == nil {
+		return ops
+	}
+	for _, n := range hm.Remove {
+		ops.drop = append(ops.drop, []byte(strings.ToLower(n)))
+	}
+	for _, h := range hm.Set {
+		ops.drop = append(ops.drop, []byte(strings.ToLower(h.Name)))
+		ops.set = append(ops.set, message.Header{Name: []byte(h.Name), Value: []byte(h.Value)})
+	}
+	for _, h := range hm.Add {
+		ops.add = append(ops.add, message.Header{Name: []byte(h.Name), Value: []byte(h.Value)})
+	}
+	return ops
+}
+
+func (o *headerOps) drops(name []byte) bool {
+	for _, d := range o.drop {
+		if len(d) == len(name) && message.EqualFold(name, string(d)) {
+			return true
+		}
+	}
+	return false
+}
+
+// Compile builds the State for snap, with clusters from the manager.
+func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *metrics.Metrics) (*State, error) {
+	c := snap.Config
+	st := &State{
+		Snapshot:  snap,
+		listeners: map[string]*listenerState{},
+		server: serverSettings{
+			accessLog:         *c.Server.AccessLog,
+			requestIDHeader:   []byte(c.Server.RequestIDHeader),
+			maxHeaderBytes:    c.Server.MaxHeaderBytes,
+			readHeaderTimeout: c.Server.ReadHeaderTimeout.D(),
+			idleTimeout:       c.Server.IdleTimeout.D(),
+		},
+		noRoute: m.RouteStats("", ""),
+	}
+	routes := make([]*Route, len(c.Routes))
+	for i := range c.Routes {
+		rc := &c.Routes[i]
+		r := &Route{Name: rc.Name, redirect: rc.Redirect, rewrite: rc.Rewrite,
+			reqOps: compileOps(rc.RequestHeaders), respOps: compileOps(rc.ResponseHeaders),
+			timeout: rc.Timeout.D()}
+		if rc.Match.Path != nil && rc.Match.Path.Prefix != "" {
+			r.prefix = strings.TrimRight(rc.Match.Path.Prefix, "/")
+		}
+		for _, b := range rc.Backends {
+			cl := clusters[b.Cluster]
+			if cl == nil {
+				return nil, fmt.Errorf("route %q: cluster %q not built", rc.Name, b.Cluster)
+			}
+			if *b.Weight == 0 {
+				continue
+			}
+			r.backends = append(r.backends, backend{cluster: cl, weight: *b.Weight, stats: m.RouteStats(rc.Name, b.Cluster)})
+			r.total += *b.Weight
+		}
+		if r.redirect != nil {
+			r.backends = []backend{{stats: m.RouteStats(rc.Name, "")}}
+		}
+		routes[i] = r
+	}
+	for _, l := range c.Listeners {
+		var entries []router.Entry[*Route]
+		for i := range c.Routes {
+			rc := &c.Routes[i]
+			if len(rc.Listeners) > 0 && !contains(rc.Listeners, l.Name) {
+				continue
+			}
+			entries = append(entries, router.Entry[*Route]{Hosts: rc.Hosts, Match: rc.Match, Value: routes[i]})
+		}
+		table, err := router.New(entries)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		st.listeners[l.Name] = &listenerState{name: l.Name, table: table, tls: l.Protocol == config.ListenerHTTPS}
+	}
+	return st, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,144 @@
+package router
+
+import (
+	"bytes"
+	"regexp"
+
+	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+)
+
+type valueMatcher struct {
+	name   string
+	exact  []byte
+	prefix []byte
+	re     *regexp.Regexp
+}
+
+func compileValues(vs []config.ValueMatch) ([]valueMatcher, error) {
+	out := make([]valueMatcher, 0, len(vs))
+	for _, v := range vs {
+		m := valueMatcher{name: v.Name}
+		switch {
+		case v.Exact != "":
+			m.exact = []byte(v.Exact)
+		case v.Prefix != "":
+			m.prefix = []byte(v.Prefix)
+		case v.Regex != "":
+			re, err := config.CompileRegex("^(?:" + v.Regex + ")$")
+			if err != nil {
+				return nil, err
+			}
+			m.re = re
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (m *valueMatcher) matches(v []byte) bool {
+	switch {
+	case m.exact != nil:
+		return bytes.Equal(v, m.exact)
+	case m.prefix != nil:
+		return bytes.HasPrefix(v, m.prefix)
+	case m.re != nil:
+		return m.re.Match(v)
+	}
+	return true // presence only
+}
+
+// matchHeader passes when any field with the name matches.
+func matchHeader(m *valueMatcher, hs message.Headers) bool {
+	for i := range hs {
+		if message.EqualFold(hs[i].Name, m.name) && m.matches(hs[i].Value) {
+			return true
+		}
+	}
+	return false
+}
+
+// matchQuery passes when any parameter with the name matches its decoded value.
+func matchQuery(m *valueMatcher, q []byte) bool {
+	var nameBuf, valBuf [256]byte
+	for len(q) > 0 {
+		var pair []byte
+		if i := bytes.IndexByte(q, '&'); i >= 0 {
+			pair, q = q[:i], q[i+1:]
+		} else {
+			pair, q = q, nil
+		}
+		k, v, _ := bytes.Cut(pair, []byte("="))
+		k, ok := unescape(k, nameBuf[:0])
+		if !ok || string(k) != m.name {
+			continue
+		}
+		if v, ok = unescape(v, valBuf[:0]); ok && m.matches(v) {
+			return true
+		}
+	}
+	return false
+}
+
+// unescape decodes query escapes ('+' and %XX); it returns b itself when
+// there is nothing to decode.
+func unescape(b, dst []byte) ([]byte, bool) {
+	if bytes.IndexByte(b, '%') < 0 && bytes.IndexByte(b, '+') < 0 {
+		return b, true
+	}
+	for i := 0; i < len(b); i++ {
+		switch c := b[i]; c {
+		case '+':
+			dst = append(dst, ' ')
+		case '%':
+			if i+2 >= len(b) {
+				return nil, false
+			}
+			h, l := unhex(b[i+1]), unhex(b[i+2])
+			if h < 0 || l < 0 {
+				return nil, false
+			}
+			dst = append(dst, byte(h<<4|l))
+			i += 2
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst, true
+}
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// matchCookie looks through every Cookie header's "name=value" pairs.
+func matchCookie(m *valueMatcher, hs message.Headers) bool {
+	for i := range hs {
+		if !message.EqualFold(hs[i].Name, "cookie") {
+			continue
+		}
+		c := hs[i].Value
+		for len(c) > 0 {
+			var pair []byte
+			if j := bytes.IndexByte(c, ';'); j >= 0 {
+				pair, c = c[:j], c[j+1:]
+			} else {
+				pair, c = c, nil
+			}
+			pair = bytes.TrimSpace(pair)
+			k, v, _ := bytes.Cut(pair, []byte("="))
+			if string(k) == m.name && m.matches(bytes.Trim(v, `"`)) {
+				return true
+			}
+		}
+	}
+	return false
+}

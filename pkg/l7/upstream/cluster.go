@@ -1,0 +1,212 @@
+// Package upstream is the client side of the proxy: clusters of endpoints,
+// load-balancing policies, pooled HTTP/1.1 connections and h2c transports.
+// Clusters and their warm connections survive config reloads when their
+// settings do not change.
+package upstream
+
+import (
+	"context"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/net/http2"
+
+	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/metrics"
+)
+
+// Cluster is the runtime form of a config.Cluster.
+type Cluster struct {
+	Name     string
+	Protocol config.UpstreamProtocol
+	cfg      config.Cluster
+	*settings
+	eps    []*Endpoint
+	picker picker
+	h2     *http2.Transport
+}
+
+// settings are shared by a cluster's endpoints and kept across reloads when
+// unchanged, so endpoints (and their pools) can be reused.
+type settings struct {
+	connectTimeout time.Duration
+	idleTimeout    time.Duration
+	maxIdle        int
+	stats          clusterStats
+}
+
+type clusterStats struct {
+	open          prometheus.Gauge
+	connectOK     prometheus.Counter
+	connectErrors prometheus.Counter
+	inflight      prometheus.Gauge
+}
+
+// Endpoint is one upstream address with its connection pool.
+type Endpoint struct {
+	Address string
+	Weight  int
+	cluster *settings
+	active  atomic.Int64
+	pool    pool
+}
+
+// Pick chooses an endpoint, or nil when the cluster has none.
+func (c *Cluster) Pick() *Endpoint { return c.picker.pick() }
+
+// Endpoints lists the cluster's endpoints.
+func (c *Cluster) Endpoints() []*Endpoint { return c.eps }
+
+// Manager owns every cluster and reconciles them with each new config.
+type Manager struct {
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	mu      sync.Mutex
+	current map[string]*Cluster
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// NewManager starts the idle-connection sweeper; Close stops it.
+func NewManager(log *slog.Logger, m *metrics.Metrics) *Manager {
+	mgr := &Manager{log: log, metrics: m, current: map[string]*Cluster{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go mgr.sweepLoop()
+	return mgr
+}
+
+// Update builds clusters for cfgs, reusing unchanged clusters and endpoints,
+// and retires the rest. It returns the new set by name.
+func (m *Manager) Update(cfgs []config.Cluster) map[string]*Cluster {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	next := make(map[string]*Cluster, len(cfgs))
+	keepEps := map[*Endpoint]bool{}
+	for _, cfg := range cfgs {
+		old := m.current[cfg.Name]
+		if old != nil && reflect.DeepEqual(old.cfg, cfg) {
+			next[cfg.Name] = old
+			for _, e := range old.eps {
+				keepEps[e] = true
+			}
+			continue
+		}
+		c := m.build(cfg, old)
+		for _, e := range c.eps {
+			keepEps[e] = true
+		}
+		next[cfg.Name] = c
+	}
+	for name, old := range m.current {
+		for _, e := range old.eps {
+			if !keepEps[e] {
+				e.closeIdle()
+			}
+		}
+		if n := next[name]; (n == nil || n.h2 != old.h2) && old.h2 != nil {
+			old.h2.CloseIdleConnections()
+		}
+	}
+	m.current = next
+	return next
+}
+
+func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
+	s := &settings{
+		connectTimeout: cfg.ConnectTimeout.D(),
+		idleTimeout:    cfg.IdleConnTimeout.D(),
+		maxIdle:        cfg.MaxIdleConnsPerEndpoint,
+		stats: clusterStats{
+			open:          m.metrics.UpstreamActive.WithLabelValues(cfg.Name),
+			connectOK:     m.metrics.UpstreamConnects.WithLabelValues(cfg.Name, "ok"),
+			connectErrors: m.metrics.UpstreamConnects.WithLabelValues(cfg.Name, "error"),
+			inflight:      m.metrics.UpstreamRequests.WithLabelValues(cfg.Name),
+		},
+	}
+	c := &Cluster{Name: cfg.Name, Protocol: cfg.Protocol, cfg: cfg}
+	reuse := map[string]*Endpoint{}
+	if old != nil && *old.settings == *s && old.Protocol == cfg.Protocol {
+		s = old.settings
+		for _, e := range old.eps {
+			reuse[e.Address] = e
+		}
+		c.h2 = old.h2
+	}
+	c.settings = s
+	for _, ec := range cfg.Endpoints {
+		if e := reuse[ec.Address]; e != nil && e.Weight == ec.Weight {
+			c.eps = append(c.eps, e)
+			continue
+		}
+		c.eps = append(c.eps, &Endpoint{Address: ec.Address, Weight: ec.Weight, cluster: s})
+	}
+	c.picker = newPicker(cfg.LBPolicy, c.eps)
+	if cfg.Protocol == config.UpstreamH2C && c.h2 == nil {
+		c.h2 = newH2CTransport(s)
+	}
+	return c
+}
+
+func newH2CTransport(s *settings) *http2.Transport {
+	return &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			d := net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
+			d.SetMultipathTCP(false)
+			nc, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				s.stats.connectErrors.Inc()
+				return nil, &Error{Kind: ConnectFailure, Err: err}
+			}
+			s.stats.connectOK.Inc()
+			return nc, nil
+		},
+		IdleConnTimeout: s.idleTimeout,
+		ReadIdleTimeout: 30 * time.Second,
+		PingTimeout:     10 * time.Second,
+	}
+}
+
+func (m *Manager) sweepLoop() {
+	defer close(m.done)
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.stop:
+			return
+		case now := <-t.C:
+			m.mu.Lock()
+			var eps []*Endpoint
+			for _, c := range m.current {
+				eps = append(eps, c.eps...)
+			}
+			m.mu.Unlock()
+			for _, e := range eps {
+				e.sweep(now)
+			}
+		}
+	}
+}
+
+// Close stops the sweeper and closes every idle connection.
+func (m *Manager) Close() {
+	close(m.stop)
+	<-m.done
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.current {
+		for _, e := range c.eps {
+			e.closeIdle()
+		}
+		if c.h2 != nil {
+			c.h2.CloseIdleConnections()
+		}
+	}
+}

@@ -1,0 +1,368 @@
+package upstream
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/wire"
+)
+
+// OutRequest is a request as it goes upstream: the proxy has already removed
+// hop-by-hop headers and applied the route's rewrites and header changes.
+type OutRequest struct {
+	Method, Target, Host []byte
+	Headers              message.Headers
+	// ContentLength is 0 for no body and -1 for a body of unknown length.
+	ContentLength int64
+	Body          io.Reader
+	// BodyBuffered says the whole body is in memory, so it is written inline
+	// instead of from a goroutine.
+	BodyBuffered bool
+	// Trailers, if set, is called after Body's EOF (chunked bodies only).
+	Trailers func() message.Headers
+	// Upgrade asks the upstream to switch to this protocol (e.g. websocket).
+	Upgrade []byte
+	// TETrailers forwards "te: trailers" (gRPC needs it over HTTP/2).
+	TETrailers bool
+	// Timeout bounds the exchange until the response head has arrived.
+	Timeout time.Duration
+	// Ctx, when cancellable, aborts the exchange when it ends.
+	Ctx context.Context
+	// AbortBody unblocks a Body read stuck on a slow client, so a failed
+	// exchange can stop its body writer.
+	AbortBody func()
+}
+
+// Exchange is one request/response with an upstream. The proxy reuses one
+// per client connection; its zero value is ready to use.
+type Exchange struct {
+	Response message.Response
+
+	conn     *Conn
+	cluster  *Cluster
+	ep       *Endpoint
+	head     wire.ResponseHead
+	lr       wire.LengthReader
+	cr       wire.ChunkedReader
+	body     io.Reader // one of lr, cr, the raw connection, or an h2 body
+	noBody   bool
+	bodyEOF  bool
+	untilEOF bool
+	bodyErr  chan error
+	stopCtx  func() bool
+	h2resp   *http.Response
+	h2cancel context.CancelFunc
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// GetBuffer lends a 32 KiB copy buffer; return it with PutBuffer.
+func GetBuffer() *[]byte { return bufPool.Get().(*[]byte) }
+
+// PutBuffer returns a buffer from GetBuffer.
+func PutBuffer(b *[]byte) { bufPool.Put(b) }
+
+// RoundTrip sends req to ep and reads the response head into x.Response.
+// The caller streams x.Response.Body and must call x.Finish.
+func (c *Cluster) RoundTrip(ep *Endpoint, req *OutRequest, x *Exchange) error {
+	x.cluster, x.ep = c, ep
+	ep.active.Add(1)
+	c.stats.inflight.Inc()
+	if c.h2 != nil {
+		return x.roundTripH2C(req)
+	}
+	ctx := req.Ctx
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	for attempt := 0; ; attempt++ {
+		conn, err := ep.getConn(ctx)
+		if err != nil {
+			return err
+		}
+		err = x.send(conn, req)
+		if err == nil {
+			return nil
+		}
+		x.abortBody(conn, req)
+		conn.close()
+		x.conn = nil
+		// A pooled connection the upstream closed while idle fails at once;
+		// a request without a body is safe to send again on a new one.
+		if attempt == 0 && conn.reused && req.ContentLength == 0 && req.Upgrade == nil && isStale(err) {
+			continue
+		}
+		return classify(err)
+	}
+}
+
+func (x *Exchange) send(conn *Conn, req *OutRequest) error {
+	x.conn, x.noBody, x.bodyEOF, x.untilEOF, x.bodyErr = conn, false, false, false, nil
+	nc := conn.nc
+	if err := nc.SetDeadline(time.Now().Add(req.Timeout)); err != nil {
+		return err
+	}
+	if req.Ctx != nil && req.Ctx.Done() != nil {
+		x.stopCtx = context.AfterFunc(req.Ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
+	}
+	writeHead(conn.bw, req)
+	switch {
+	case req.ContentLength == 0 || req.Body == nil:
+		if err := conn.bw.Flush(); err != nil {
+			return err
+		}
+	case req.BodyBuffered:
+		if err := writeBody(conn.bw, req); err != nil {
+			return err
+		}
+	default:
+		ch := make(chan error, 1)
+		x.bodyErr = ch
+		go func() { ch <- writeBody(conn.bw, req) }()
+	}
+	for {
+		if err := wire.ReadResponseHead(conn.br, &x.head, 64<<10); err != nil {
+			return err
+		}
+		// Interim responses are not forwarded (the proxy answers Expect
+		// itself); 101 ends the exchange as an upgrade.
+		if x.head.Status >= 200 || x.head.Status == 101 {
+			break
+		}
+	}
+	if err := nc.SetDeadline(time.Time{}); err != nil {
+		return err
+	}
+	h := &x.head
+	r := &x.Response
+	r.Status, r.Headers, r.Trailers = h.Status, h.Headers, nil
+	switch {
+	case h.Status == 101:
+		if req.Upgrade == nil {
+			return &wire.ParseError{Status: 502, Reason: "unexpected 101 response"}
+		}
+		x.noBody, r.ContentLength, r.Body = true, 0, nil
+		return nil
+	case string(req.Method) == "HEAD" || h.Status == 204 || h.Status == 304:
+		x.noBody, r.ContentLength = true, 0
+		if h.ContentLength > 0 && string(req.Method) == "HEAD" {
+			r.ContentLength = h.ContentLength // keep the entity's length for HEAD
+		}
+	case h.Chunked:
+		x.cr.Reset(conn.br, 16<<10)
+		x.body, r.ContentLength = &x.cr, -1
+		r.Trailers = x.cr.Trailers
+	case h.ContentLength >= 0:
+		x.lr = wire.LengthReader{R: conn.br, N: h.ContentLength}
+		x.body, r.ContentLength = &x.lr, h.ContentLength
+		x.noBody = h.ContentLength == 0
+	default:
+		x.untilEOF = true
+		x.body, r.ContentLength = conn.br, -1
+	}
+	r.Body = x
+	if x.noBody {
+		r.Body = eofReader{}
+	}
+	return nil
+}
+
+// Status returns the upstream's reason phrase.
+func (x *Exchange) Reason() []byte { return x.head.Reason }
+
+// Read streams the response body.
+func (x *Exchange) Read(p []byte) (int, error) {
+	n, err := x.body.Read(p)
+	if err == io.EOF {
+		x.bodyEOF = true
+	} else if err != nil && x.h2resp == nil {
+		err = classify(err)
+	}
+	return n, err
+}
+
+// Buffered reports how many body bytes can be read without blocking, so the
+// front-end flushes only when the upstream has nothing more ready.
+func (x *Exchange) Buffered() int {
+	switch {
+	case x.h2resp != nil:
+		return 0
+	case x.body == &x.lr:
+		return x.lr.Buffered()
+	default:
+		return x.conn.br.Buffered()
+	}
+}
+
+// Hijack hands over the upstream connection after a 101 response.
+func (x *Exchange) Hijack() (net.Conn, *bufio.Reader) {
+	c := x.conn
+	x.conn = nil
+	x.finishStats()
+	return c.nc, c.br
+}
+
+// Finish ends the exchange. delivered says the whole response reached the
+// client. It returns false when the request-body writer is still running:
+// the caller must close the client connection and then call WaitBody.
+func (x *Exchange) Finish(delivered bool) bool {
+	if x.stopCtx != nil {
+		x.stopCtx()
+		x.stopCtx = nil
+	}
+	if x.h2resp != nil {
+		_ = x.h2resp.Body.Close()
+		x.h2cancel()
+		x.h2resp, x.h2cancel = nil, nil
+	}
+	bodyDone := true
+	if x.conn != nil {
+		reusable := delivered && (x.noBody || x.bodyEOF) && !x.untilEOF && !x.head.Close
+		if x.bodyErr != nil {
+			select {
+			case err := <-x.bodyErr:
+				x.bodyErr = nil
+				reusable = reusable && err == nil
+			default:
+				bodyDone, reusable = false, false
+			}
+		}
+		x.conn.release(reusable)
+		x.conn = nil
+	}
+	x.finishStats()
+	return bodyDone
+}
+
+// WaitBody waits for a request-body writer that Finish reported running.
+func (x *Exchange) WaitBody() {
+	if x.bodyErr != nil {
+		<-x.bodyErr
+		x.bodyErr = nil
+	}
+}
+
+func (x *Exchange) finishStats() {
+	if x.ep != nil {
+		x.ep.active.Add(-1)
+		x.cluster.stats.inflight.Dec()
+		x.ep, x.cluster = nil, nil
+	}
+}
+
+// abortBody stops a running body writer after a failed send.
+func (x *Exchange) abortBody(conn *Conn, req *OutRequest) {
+	if x.stopCtx != nil {
+		x.stopCtx()
+		x.stopCtx = nil
+	}
+	if x.bodyErr != nil {
+		if req.AbortBody != nil {
+			req.AbortBody()
+		}
+		_ = conn.nc.Close()
+		<-x.bodyErr
+		x.bodyErr = nil
+	}
+}
+
+func writeHead(bw *bufio.Writer, req *OutRequest) {
+	bw.Write(req.Method)
+	bw.WriteByte(' ')
+	bw.Write(req.Target)
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.Write(req.Host)
+	bw.WriteString("\r\n")
+	for _, h := range req.Headers {
+		bw.Write(h.Name)
+		bw.WriteString(": ")
+		bw.Write(h.Value)
+		bw.WriteString("\r\n")
+	}
+	if req.Upgrade != nil {
+		bw.WriteString("Connection: Upgrade\r\nUpgrade: ")
+		bw.Write(req.Upgrade)
+		bw.WriteString("\r\n")
+	}
+	switch {
+	case req.ContentLength < 0:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case req.ContentLength > 0 || !(string(req.Method) == "GET" || string(req.Method) == "HEAD"):
+		var num [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(num[:0], req.ContentLength, 10))
+		bw.WriteString("\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+func writeBody(bw *bufio.Writer, req *OutRequest) error {
+	bp := GetBuffer()
+	defer PutBuffer(bp)
+	buf := *bp
+	chunked := req.ContentLength < 0
+	for {
+		n, err := req.Body.Read(buf)
+		if n > 0 {
+			var werr error
+			if chunked {
+				werr = wire.WriteChunk(bw, buf[:n])
+				if werr == nil {
+					werr = bw.Flush()
+				}
+			} else {
+				_, werr = bw.Write(buf[:n])
+			}
+			if werr != nil {
+				return werr
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if chunked {
+		var tr message.Headers
+		if req.Trailers != nil {
+			tr = req.Trailers()
+		}
+		if err := wire.WriteLastChunk(bw, tr); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+type eofReader struct{}
+
+func (eofReader) Read([]byte) (int, error) { return 0, io.EOF }
+
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+func classify(err error) error {
+	if _, ok := AsError(err); ok {
+		return err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return &Error{Kind: Timeout, Err: err}
+	}
+	if _, ok := wire.IsParseError(err); ok {
+		return &Error{Kind: ProtocolError, Err: err}
+	}
+	return &Error{Kind: Reset, Err: err}
+}

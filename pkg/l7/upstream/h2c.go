@@ -1,0 +1,90 @@
+package upstream
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/wire"
+)
+
+// roundTripH2C sends req over cleartext HTTP/2 with x/net/http2's pooled
+// transport; the timeout covers the exchange until response headers.
+func (x *Exchange) roundTripH2C(req *OutRequest) error {
+	u, err := url.ParseRequestURI(string(req.Target))
+	if err != nil {
+		return &Error{Kind: ProtocolError, Err: err}
+	}
+	u.Scheme, u.Host = "http", x.ep.Address
+	parent := req.Ctx
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithCancelCause(parent)
+	timer := time.AfterFunc(req.Timeout, func() { cancel(errHeadTimeout) })
+	hreq := &http.Request{
+		Method:        string(req.Method),
+		URL:           u,
+		Host:          string(req.Host),
+		Header:        make(http.Header, len(req.Headers)+1),
+		ContentLength: req.ContentLength,
+		Proto:         "HTTP/2.0", ProtoMajor: 2,
+	}
+	for _, h := range req.Headers {
+		hreq.Header.Add(string(h.Name), string(h.Value))
+	}
+	if req.TETrailers {
+		hreq.Header.Set("Te", "trailers")
+	}
+	if req.ContentLength != 0 && req.Body != nil {
+		hreq.Body = readCloser{req.Body}
+	}
+	hreq = hreq.WithContext(ctx)
+	resp, err := x.cluster.h2.RoundTrip(hreq)
+	timer.Stop()
+	if err != nil {
+		cancel(nil)
+		if errors.Is(context.Cause(ctx), errHeadTimeout) {
+			return &Error{Kind: Timeout, Err: err}
+		}
+		if ue, ok := AsError(err); ok {
+			return ue
+		}
+		return &Error{Kind: Reset, Err: err}
+	}
+	x.h2resp, x.h2cancel = resp, func() { cancel(nil) }
+	x.noBody, x.bodyEOF, x.untilEOF = false, false, false
+	r := &x.Response
+	r.Status, r.ContentLength, r.Body = resp.StatusCode, resp.ContentLength, x
+	r.Headers = r.Headers[:0]
+	for k, vs := range resp.Header {
+		name := []byte(k)
+		if wire.IsHopByHop(name) {
+			continue
+		}
+		for _, v := range vs {
+			r.Headers = append(r.Headers, message.Header{Name: name, Value: []byte(v)})
+		}
+	}
+	r.Trailers = func() message.Headers {
+		var tr message.Headers
+		for k, vs := range resp.Trailer {
+			for _, v := range vs {
+				tr = append(tr, message.Header{Name: []byte(k), Value: []byte(v)})
+			}
+		}
+		return tr
+	}
+	x.body = resp.Body
+	return nil
+}
+
+var errHeadTimeout = errors.New("timed out waiting for response headers")
+
+type readCloser struct{ r interface{ Read([]byte) (int, error) } }
+
+func (rc readCloser) Read(p []byte) (int, error) { return rc.r.Read(p) }
+func (rc readCloser) Close() error               { return nil }

@@ -1,0 +1,393 @@
+// Package wire is edge-agent's HTTP/1.1 codec: request and response heads
+// parsed into reusable storage, strict message framing (RFC 9112 §6) and
+// chunked bodies. It exists so the proxy's hot path allocates nothing.
+package wire
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/message"
+)
+
+// ParseError is a malformed message; Status is what to answer a client with.
+type ParseError struct {
+	Status int
+	Reason string
+}
+
+func (e *ParseError) Error() string { return fmt.Sprintf("http/1.1: %s", e.Reason) }
+
+func perr(status int, format string, args ...any) error {
+	return &ParseError{Status: status, Reason: fmt.Sprintf(format, args...)}
+}
+
+// ErrHeadTooLarge reports a head over the configured limit.
+var ErrHeadTooLarge = &ParseError{Status: 431, Reason: "request head too large"}
+
+// framing is what both request and response heads say about their body.
+type framing struct {
+	ContentLength int64 // -1 when absent
+	Chunked       bool
+	Close         bool // Connection: close, or HTTP/1.0 without keep-alive
+}
+
+// RequestHead is a parsed request line and headers. Its slices point into
+// storage reused by the next Read.
+type RequestHead struct {
+	raw     []byte
+	offsets []int
+	Method  []byte
+	Target  []byte
+	Host    []byte
+	Minor   int
+	// Headers excludes Host, Content-Length and Transfer-Encoding.
+	Headers message.Headers
+	framing
+	Upgrade   []byte
+	Expect100 bool
+}
+
+// ResponseHead is a parsed status line and headers.
+type ResponseHead struct {
+	raw     []byte
+	offsets []int
+	Status  int
+	Reason  []byte
+	Minor   int
+	// Headers excludes Content-Length and Transfer-Encoding.
+	Headers message.Headers
+	framing
+}
+
+// readHead reads lines up to the blank line into raw, recording where each
+// line ends. bufio's buffer moves between reads, so lines are copied out.
+func readHead(br *bufio.Reader, raw []byte, offsets []int, max int) ([]byte, []int, error) {
+	raw, offsets = raw[:0], offsets[:0]
+	for {
+		line, err := br.ReadSlice('\n')
+		if len(raw)+len(line) > max {
+			return raw, offsets, ErrHeadTooLarge
+		}
+		raw = append(raw, line...)
+		if err == bufio.ErrBufferFull {
+			continue
+		}
+		if err != nil {
+			if err == io.EOF && len(raw) > 0 {
+				return raw, offsets, io.ErrUnexpectedEOF
+			}
+			return raw, offsets, err
+		}
+		// Store the line with a bare '\n' terminator; offsets[i] is the index
+		// of line i's terminator.
+		start := 0
+		if len(offsets) > 0 {
+			start = offsets[len(offsets)-1] + 1
+		}
+		end := len(raw) - 1
+		if end > start && raw[end-1] == '\r' {
+			end--
+		}
+		if end == start {
+			if len(offsets) == 0 {
+				// RFC 9112 §2.2: ignore empty lines before the request line.
+				raw = raw[:0]
+				continue
+			}
+			return raw, offsets, nil
+		}
+		raw = append(raw[:end], '\n')
+		offsets = append(offsets, end)
+	}
+}
+
+// lines returns the head's lines without line endings.
+func lines(raw []byte, offsets []int, i int) []byte {
+	start := 0
+	if i > 0 {
+		start = offsets[i-1] + 1
+	}
+	return raw[start:offsets[i]]
+}
+
+// ReadRequestHead reads the next request head from br into h.
+func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
+	var err error
+	h.raw, h.offsets, err = readHead(br, h.raw, h.offsets, max)
+	if err != nil {
+		return err
+	}
+	h.Headers = h.Headers[:0]
+	h.Host, h.Upgrade, h.Expect100 = nil, nil, false
+	line := lines(h.raw, h.offsets, 0)
+	sp1 := bytes.IndexByte(line, ' ')
+	if sp1 <= 0 {
+		return perr(400, "malformed request line")
+	}
+	sp2 := bytes.LastIndexByte(line, ' ')
+	if sp2 <= sp1 {
+		return perr(400, "malformed request line")
+	}
+	h.Method, h.Target = line[:sp1], line[sp1+1:sp2]
+	if !isToken(h.Method) {
+		return perr(400, "invalid method")
+	}
+	switch string(line[sp2+1:]) {
+	case "HTTP/1.1":
+		h.Minor = 1
+	case "HTTP/1.0":
+		h.Minor = 0
+	default:
+		if bytes.HasPrefix(line[sp2+1:], []byte("HTTP/")) {
+			return perr(505, "unsupported HTTP version")
+		}
+		return perr(400, "malformed request line")
+	}
+	if len(h.Target) == 0 || !validTarget(h.Target) {
+		return perr(400, "invalid request target")
+	}
+	var hostSeen bool
+	var upgradeConn bool
+	if err := parseFields(h.raw, h.offsets, &h.Headers, &h.framing, func(name, value []byte) (bool, error) {
+		switch {
+		case message.EqualFold(name, "host"):
+			if hostSeen {
+				return true, perr(400, "more than one Host header")
+			}
+			hostSeen, h.Host = true, value
+			return true, nil
+		case message.EqualFold(name, "expect"):
+			if message.EqualFold(value, "100-continue") {
+				h.Expect100 = true
+				return true, nil
+			}
+			return true, perr(417, "unsupported Expect")
+		case message.EqualFold(name, "upgrade"):
+			h.Upgrade = value
+		case message.EqualFold(name, "connection"):
+			if HasToken(value, "upgrade") {
+				upgradeConn = true
+			}
+		}
+		return false, nil
+	}); err != nil {
+		return err
+	}
+	if !upgradeConn {
+		h.Upgrade = nil
+	}
+	if h.Minor == 1 && !hostSeen {
+		return perr(400, "missing Host header")
+	}
+	// absolute-form (RFC 9112 §3.2.2): the target's authority replaces Host.
+	if h.Target[0] != '/' && h.Target[0] != '*' {
+		rest, ok := cutScheme(h.Target)
+		if !ok {
+			return perr(400, "invalid request target")
+		}
+		slash := bytes.IndexByte(rest, '/')
+		if slash < 0 {
+			h.Host, h.Target = rest, []byte("/")
+		} else {
+			h.Host, h.Target = rest[:slash], rest[slash:]
+		}
+	}
+	if h.Chunked && h.Minor == 0 {
+		return perr(400, "chunked transfer coding in HTTP/1.0")
+	}
+	return nil
+}
+
+// ReadResponseHead reads a status line and headers from an upstream.
+func ReadResponseHead(br *bufio.Reader, h *ResponseHead, max int) error {
+	var err error
+	h.raw, h.offsets, err = readHead(br, h.raw, h.offsets, max)
+	if err != nil {
+		if pe, ok := err.(*ParseError); ok && pe == ErrHeadTooLarge {
+			return perr(502, "upstream response head too large")
+		}
+		return err
+	}
+	h.Headers = h.Headers[:0]
+	line := lines(h.raw, h.offsets, 0)
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
+		return perr(502, "malformed status line")
+	}
+	switch line[7] {
+	case '1':
+		h.Minor = 1
+	case '0':
+		h.Minor = 0
+	default:
+		return perr(502, "unsupported HTTP version")
+	}
+	code := 0
+	for _, c := range line[9:12] {
+		if c < '0' || c > '9' {
+			return perr(502, "malformed status code")
+		}
+		code = code*10 + int(c-'0')
+	}
+	if code < 100 {
+		return perr(502, "malformed status code")
+	}
+	h.Status = code
+	h.Reason = nil
+	if len(line) > 12 {
+		if line[12] != ' ' {
+			return perr(502, "malformed status line")
+		}
+		h.Reason = line[13:]
+	}
+	return parseFields(h.raw, h.offsets, &h.Headers, &h.framing, nil)
+}
+
+// parseFields validates header fields and extracts framing. special, when
+// set, sees each field first and may consume it.
+func parseFields(raw []byte, offsets []int, hs *message.Headers, f *framing, special func(name, value []byte) (bool, error)) error {
+	f.ContentLength, f.Chunked, f.Close = -1, false, false
+	teSeen := false
+	for i := 1; i < len(offsets); i++ {
+		line := lines(raw, offsets, i)
+		if line[0] == ' ' || line[0] == '\t' {
+			return perr(400, "obsolete line folding")
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 {
+			return perr(400, "malformed header line")
+		}
+		name := line[:colon]
+		if !isToken(name) {
+			return perr(400, "invalid header name %q", name)
+		}
+		value := trimOWS(line[colon+1:])
+		if !validValue(value) {
+			return perr(400, "invalid value for header %q", name)
+		}
+		switch {
+		case message.EqualFold(name, "content-length"):
+			n, ok := parseContentLength(value)
+			if !ok || (f.ContentLength >= 0 && f.ContentLength != n) {
+				return perr(400, "invalid Content-Length")
+			}
+			f.ContentLength = n
+			continue
+		case message.EqualFold(name, "transfer-encoding"):
+			// Only "chunked" is supported; anything else could desync framing
+			// with the next hop, so it is refused.
+			if teSeen || !message.EqualFold(value, "chunked") {
+				return perr(501, "unsupported Transfer-Encoding")
+			}
+			teSeen, f.Chunked = true, true
+			continue
+		case message.EqualFold(name, "connection"):
+			if HasToken(value, "close") {
+				f.Close = true
+			}
+		}
+		if special != nil {
+			consumed, err := special(name, value)
+			if err != nil {
+				return err
+			}
+			if consumed {
+				continue
+			}
+		}
+		*hs = append(*hs, message.Header{Name: name, Value: value})
+	}
+	if f.Chunked && f.ContentLength >= 0 {
+		// RFC 9112 §6.3: a classic request-smuggling vector; refuse it.
+		return perr(400, "both Transfer-Encoding and Content-Length")
+	}
+	return nil
+}
+
+func parseContentLength(v []byte) (int64, bool) {
+	if len(v) == 0 || len(v) > 18 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
+}
+
+func trimOWS(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+func validValue(v []byte) bool {
+	for _, c := range v {
+		if (c < 0x20 && c != '\t') || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-32] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func isToken(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if !tokenTable[c] {
+			return false
+		}
+	}
+	return true
+}
+
+func validTarget(t []byte) bool {
+	for _, c := range t {
+		if c <= 0x20 || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func cutScheme(t []byte) ([]byte, bool) {
+	if rest, ok := bytes.CutPrefix(t, []byte("http://")); ok {
+		return rest, len(rest) > 0
+	}
+	if rest, ok := bytes.CutPrefix(t, []byte("https://")); ok {
+		return rest, len(rest) > 0
+	}
+	return nil, false
+}
+
+// IsParseError reports whether err is a malformed-message error and returns it.
+func IsParseError(err error) (*ParseError, bool) {
+	var pe *ParseError
+	ok := errors.As(err, &pe)
+	return pe, ok
+}

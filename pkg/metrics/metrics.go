@@ -1,0 +1,141 @@
+// Package metrics defines edge-agent's Prometheus metrics. Every name starts
+// with edge_agent_. Hot-path users bind labels once (RouteStats) so a request
+// costs a few atomic adds.
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds every collector, registered on its own Registry (no globals).
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Requests           *prometheus.CounterVec
+	RequestDuration    *prometheus.HistogramVec
+	DownstreamActive   *prometheus.GaugeVec
+	DownstreamTotal    *prometheus.CounterVec
+	UpstreamActive     *prometheus.GaugeVec
+	UpstreamConnects   *prometheus.CounterVec
+	UpstreamRequests   *prometheus.GaugeVec
+	ConfigGeneration   prometheus.Gauge
+	ConfigReloads      *prometheus.CounterVec
+	ConfigReloadErrors prometheus.Counter
+	ConfigLastSuccess  prometheus.Gauge
+}
+
+// New creates and registers all collectors.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_http_requests_total",
+			Help: "HTTP requests answered, by route, cluster and status code.",
+		}, []string{"route", "cluster", "code"}),
+		RequestDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "edge_agent_http_request_duration_seconds",
+			Help:    "Time from request head to the end of the response, by route and cluster.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"route", "cluster"}),
+		DownstreamActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_downstream_connections",
+			Help: "Open client connections, by listener.",
+		}, []string{"listener"}),
+		DownstreamTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_downstream_connections_total",
+			Help: "Client connections accepted, by listener.",
+		}, []string{"listener"}),
+		UpstreamActive: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_upstream_connections",
+			Help: "Open upstream connections (busy and idle), by cluster.",
+		}, []string{"cluster"}),
+		UpstreamConnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_upstream_connects_total",
+			Help: "Upstream connection attempts, by cluster and result (ok, error).",
+		}, []string{"cluster", "result"}),
+		UpstreamRequests: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_upstream_requests_active",
+			Help: "Requests in flight to a cluster.",
+		}, []string{"cluster"}),
+		ConfigGeneration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edge_agent_config_generation",
+			Help: "Generation of the config snapshot in service.",
+		}),
+		ConfigReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_config_reloads_total",
+			Help: "Config reload attempts, by result (success, error).",
+		}, []string{"result"}),
+		ConfigReloadErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edge_agent_config_reload_errors_total",
+			Help: "Config reloads rejected because the new config was invalid; the old one kept serving.",
+		}),
+		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "edge_agent_config_last_reload_success_timestamp_seconds",
+			Help: "Unix time of the last successful config load.",
+		}),
+	}
+	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.DownstreamActive, m.DownstreamTotal,
+		m.UpstreamActive, m.UpstreamConnects, m.UpstreamRequests, m.ConfigGeneration, m.ConfigReloads,
+		m.ConfigReloadErrors, m.ConfigLastSuccess,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// RouteStats records requests for one (route, cluster) pair with the labels
+// bound once, so the request path does no label hashing.
+type RouteStats struct {
+	m        *Metrics
+	route    string
+	cluster  string
+	duration prometheus.Observer
+	mu       sync.Mutex
+	codes    atomic.Pointer[[]codeCounter]
+}
+
+type codeCounter struct {
+	code int
+	c    prometheus.Counter
+}
+
+// RouteStats returns a recorder for route and cluster.
+func (m *Metrics) RouteStats(route, cluster string) *RouteStats {
+	return &RouteStats{m: m, route: route, cluster: cluster,
+		duration: m.RequestDuration.WithLabelValues(route, cluster)}
+}
+
+// Observe records one answered request.
+func (s *RouteStats) Observe(code int, elapsed time.Duration) {
+	s.duration.Observe(elapsed.Seconds())
+	s.counter(code).Inc()
+}
+
+func (s *RouteStats) counter(code int) prometheus.Counter {
+	if p := s.codes.Load(); p != nil {
+		for _, cc := range *p {
+			if cc.code == code {
+				return cc.c
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var old []codeCounter
+	if p := s.codes.Load(); p != nil {
+		old = *p
+		for _, cc := range old {
+			if cc.code == code {
+				return cc.c
+			}
+		}
+	}
+	c := s.m.Requests.WithLabelValues(s.route, s.cluster, strconv.Itoa(code))
+	next := append(append(make([]codeCounter, 0, len(old)+1), old...), codeCounter{code, c})
+	s.codes.Store(&next)
+	return c
+}
