@@ -76,21 +76,35 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	a := &Agent{opts: opts, log: log, metrics: metrics.New()}
 	a.proxy = proxy.New(log, accessLog, a.metrics)
+	// abort releases what the proxy holds (bound listeners, the upstream
+	// sweeper) when Run fails before serving.
+	abort := func(err error) error {
+		dctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		_ = a.proxy.Shutdown(dctx)
+		return err
+	}
+	// Watch before the first load, so a change written between the load and
+	// the watch is not missed, and file watching is live once Ready fires.
+	w := a.newWatcher()
+	if w != nil {
+		defer w.Close()
+	}
 
 	cfg, err := config.Load(opts.ConfigPath)
 	if err != nil {
-		return err
+		return abort(err)
 	}
 	if opts.AdminAddress != "" {
 		cfg.Admin.Address = opts.AdminAddress
 	}
 	if err := a.apply(cfg); err != nil {
-		return err
+		return abort(err)
 	}
 	lc := net.ListenConfig{}
 	a.admin, err = lc.Listen(ctx, "tcp", cfg.Admin.Address)
 	if err != nil {
-		return fmt.Errorf("admin listener: %w", err)
+		return abort(fmt.Errorf("admin listener: %w", err))
 	}
 	adminSrv := &http.Server{Handler: admin.Handler(a, a.metrics), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -109,7 +123,7 @@ func Run(ctx context.Context, opts Options) error {
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		a.watch(ctx, hup)
+		a.watch(ctx, hup, w)
 	}()
 	if opts.Ready != nil {
 		opts.Ready <- a
@@ -171,19 +185,24 @@ func (a *Agent) Reload() error {
 	return nil
 }
 
-// watch reloads on SIGHUP and when the config file changes. It watches the
-// directory, not the file, so editors' rename-on-save and Kubernetes
-// ConfigMap symlink swaps are seen.
-func (a *Agent) watch(ctx context.Context, hup <-chan os.Signal) {
+// newWatcher watches the config file's directory, or returns nil (SIGHUP
+// still reloads).
+func (a *Agent) newWatcher() *fsnotify.Watcher {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		a.log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
-	} else {
-		defer w.Close()
-		if err := w.Add(filepath.Dir(a.opts.ConfigPath)); err != nil {
-			a.log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
-		}
+		return nil
 	}
+	if err := w.Add(filepath.Dir(a.opts.ConfigPath)); err != nil {
+		a.log.Warn("file watching unavailable; reload with SIGHUP", "err", err)
+	}
+	return w
+}
+
+// watch reloads on SIGHUP and when the config file changes. It watches the
+// directory, not the file, so editors' rename-on-save and Kubernetes
+// ConfigMap symlink swaps are seen.
+func (a *Agent) watch(ctx context.Context, hup <-chan os.Signal, w *fsnotify.Watcher) {
 	var events chan fsnotify.Event
 	var errs chan error
 	if w != nil {

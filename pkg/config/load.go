@@ -33,15 +33,24 @@ func Parse(data []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("config is empty")
 		}
+		if fe := decodeErrors(data, err); fe != nil {
+			return nil, fe
+		}
 		return nil, fmt.Errorf("parse: %w", err)
 	}
 	var extra any
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("parse: the file must hold exactly one YAML document")
 	}
-	applyDefaults(&c)
-	if err := Validate(&c); err != nil {
+	if err := Finalize(&c); err != nil {
 		return nil, err
 	}
 	return &c, nil
+}
+
+// Finalize fills defaults and validates. Every source (the file, later the
+// Kubernetes translator) passes its result through it before publishing.
+func Finalize(c *Config) error {
+	applyDefaults(c)
+	return Validate(c)
 }

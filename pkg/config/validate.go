@@ -208,7 +208,11 @@ func validateRoutes(e *errs, rs []Route, listeners, clusters map[string]bool) {
 			if !clusters[b.Cluster] {
 				e.add(bp+".cluster", "no cluster named %q", b.Cluster)
 			}
-			if w := *b.Weight; w < 0 || w > MaxBackendWeight {
+			w := 1 // the default, when Validate runs before defaults
+			if b.Weight != nil {
+				w = *b.Weight
+			}
+			if w < 0 || w > MaxBackendWeight {
 				e.add(bp+".weight", "must be between 0 and %d, got %d", MaxBackendWeight, w)
 			} else {
 				total += w
@@ -366,10 +370,16 @@ func CompileRegex(s string) (*regexp.Regexp, error) {
 	return regexp.Compile(s)
 }
 
-// anchoredRegex is the form in which the router compiles match regexes (a
-// whole-value match). The limits must hold for that form too, or a config
-// that `validate` accepts fails when the router builds its table.
+// anchoredRegex is the form in which match regexes run: they must match the
+// whole value. The limits must hold for that form too, or a config that
+// `validate` accepts fails when the router builds its table.
 func anchoredRegex(s string) string { return "^(?:" + s + ")$" }
+
+// CompileMatchRegex compiles a route's path, header, query or cookie regex
+// as a whole-value match, under the same limits validation checked.
+func CompileMatchRegex(s string) (*regexp.Regexp, error) {
+	return CompileRegex(anchoredRegex(s))
+}
 
 func checkRegex(e *errs, p, s string) {
 	if limit := MaxRegexLen - len(anchoredRegex("")); len(s) > limit {

@@ -102,4 +102,3 @@ type Response struct {
 	// Trailers, if set, is called after Body hits EOF.
 	Trailers func() Headers
 }
-

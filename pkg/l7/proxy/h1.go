@@ -36,11 +36,13 @@ type h1conn struct {
 	closeAfter bool
 	isHead     bool
 	abort      func()
+	cut        func()
 }
 
 var h1Pool = sync.Pool{New: func() any {
 	c := &h1conn{bw: bufio.NewWriterSize(nil, 16<<10)}
 	c.abort = c.unblockBody
+	c.cut = c.s.x.Abort
 	return c
 }}
 
@@ -48,6 +50,7 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, lname string
 	c := h1Pool.Get().(*h1conn)
 	c.srv, c.lname, c.tls, c.nc, c.br, c.track = s, lname, isTLS, nc, br, t
 	c.bw.Reset(nc)
+	t.abort.Store(&c.cut)
 	c.remote = nc.RemoteAddr().String()
 	host, _, _ := net.SplitHostPort(c.remote)
 	c.remoteIP = append(c.remoteIP[:0], host...)
@@ -64,12 +67,14 @@ func (c *h1conn) loop() {
 		if srv.draining.Load() {
 			return
 		}
-		st := srv.state.Load()
-		_ = c.nc.SetReadDeadline(time.Now().Add(st.server.idleTimeout))
+		_ = c.nc.SetReadDeadline(time.Now().Add(srv.state.Load().server.idleTimeout))
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
 		c.track.setIdle(false)
+		// Load the state only now: a reload while the connection was idle
+		// applies to its next request.
+		st := srv.state.Load()
 		_ = c.nc.SetReadDeadline(time.Now().Add(st.server.readHeaderTimeout))
 		err := wire.ReadRequestHead(c.br, &c.head, st.server.maxHeaderBytes)
 		start := time.Now()
@@ -165,9 +170,8 @@ func (c *h1conn) unblockBody() {
 
 func (c *h1conn) writeStatus(code int) {
 	bw := c.bw
-	var num [8]byte
 	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	writeInt(bw, int64(code))
 	bw.WriteByte(' ')
 	bw.WriteString(http.StatusText(code))
 	bw.WriteString("\r\n")
@@ -192,12 +196,11 @@ func (c *h1conn) respond(resp *message.Response) (int64, error) {
 	chunked := false
 	c.writeStatus(resp.Status)
 	c.writeHeaders(resp.Headers)
-	var num [20]byte
 	switch {
 	case resp.ContentLength >= 0:
 		if resp.Status != 204 && resp.Status != 304 && resp.Status >= 200 {
 			bw.WriteString("Content-Length: ")
-			bw.Write(strconv.AppendInt(num[:0], resp.ContentLength, 10))
+			writeInt(bw, resp.ContentLength)
 			bw.WriteString("\r\n")
 		}
 	case noBody:
@@ -216,6 +219,12 @@ func (c *h1conn) respond(resp *message.Response) (int64, error) {
 		return 0, err
 	}
 	return c.copyBody(resp, chunked)
+}
+
+// writeInt formats n straight into bw's buffer: a stack array passed to
+// bufio.Writer.Write would escape and cost an allocation per response.
+func writeInt(bw *bufio.Writer, n int64) {
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), n, 10))
 }
 
 type buffered interface{ Buffered() int }
@@ -280,17 +289,17 @@ func (c *h1conn) upgrade(resp *message.Response, x *upstream.Exchange) (int64, e
 		x.Finish(false)
 		return 0, err
 	}
-	unc, ubr := x.Hijack()
-	defer unc.Close()
-	done := make(chan struct{})
+	unc, ubr, done := x.Hijack()
+	defer done()
+	upDone := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(upDone)
 		_, _ = io.Copy(unc, c.br) // client → upstream, including bytes already read
 		closeWrite(unc)
 	}()
 	n, err := io.Copy(c.nc, ubr)
 	closeWrite(c.nc)
-	<-done
+	<-upDone
 	return n, err
 }
 

@@ -17,8 +17,7 @@ import (
 // h2handler serves HTTP/2 streams (TLS with ALPN h2, or h2c prior
 // knowledge) through the same core as HTTP/1.1.
 type h2handler struct {
-	srv   *Server
-	lname string
+	srv *Server
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -26,7 +25,8 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h.srv.state.Load()
-	ls := st.listeners[h.lname]
+	lname, _ := r.Context().Value(lnameKey{}).(string)
+	ls := st.listeners[lname]
 	if ls == nil {
 		http.Error(w, "listener removed", http.StatusServiceUnavailable)
 		return

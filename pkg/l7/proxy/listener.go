@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http2"
-
 	"github.com/edge-agent/edge-agent/pkg/config"
 )
 
@@ -23,7 +21,6 @@ type listener struct {
 	cfg   config.Listener
 	ln    net.Listener
 	certs atomic.Pointer[certStore]
-	h2    *h2handler
 }
 
 // certStore picks a certificate by SNI: exact name, then wildcard, then the
@@ -102,18 +99,22 @@ func (l *listener) tlsConfig() *tls.Config {
 	}
 }
 
-// tracked is a client connection the server can find at shutdown.
+// tracked is a client connection the server can find at shutdown. nc is
+// the accepted socket (closing it also ends a TLS session on top of it).
 type tracked struct {
 	nc   net.Conn
 	idle atomic.Bool
+	// abort, when set, cuts the connection's upstream exchange at the drain
+	// deadline so its goroutine does not wait for a slow upstream.
+	abort atomic.Pointer[func()]
 }
 
 func (t *tracked) setIdle(v bool) { t.idle.Store(v) }
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
-// h2Preface is what an h2c prior-knowledge client sends first.
-var h2Preface = []byte(http2.ClientPreface)
+// h2Preface is what an h2c prior-knowledge client sends first (RFC 9113 §3.4).
+var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 func (s *Server) acceptLoop(l *listener) {
 	defer s.acceptWG.Done()
@@ -159,36 +160,46 @@ func (s *Server) serveConn(l *listener, t *tracked, tlsConf *tls.Config) {
 	if isTLS {
 		tc := tls.Server(nc, tlsConf)
 		_ = nc.SetDeadline(time.Now().Add(st.server.readHeaderTimeout))
-		if err := tc.Handshake(); err != nil {
+		t.setIdle(true) // nothing is lost if a drain closes a connection mid-handshake
+		err := tc.Handshake()
+		t.setIdle(false)
+		if err != nil {
 			s.log.Debug("tls handshake failed", "listener", l.cfg.Name, "client", nc.RemoteAddr().String(), "err", err)
 			return
 		}
 		_ = nc.SetDeadline(time.Time{})
 		nc = tc
-		t.nc = tc
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			s.serveH2(nc, l)
+			s.h2.serveConn(nc, l.cfg.Name)
 			return
 		}
 	}
 	br := readerPool.Get().(*bufio.Reader)
 	br.Reset(nc)
-	defer func() { br.Reset(nil); readerPool.Put(br) }()
+	pooled := true
+	defer func() {
+		if pooled {
+			br.Reset(nil)
+			readerPool.Put(br)
+		}
+	}()
 	if !isTLS {
 		_ = nc.SetReadDeadline(time.Now().Add(st.server.idleTimeout))
-		if b, err := br.Peek(1); err == nil && b[0] == 'P' {
+		t.setIdle(true) // no request yet: a drain may close it
+		b, err := br.Peek(1)
+		t.setIdle(false)
+		if err == nil && b[0] == 'P' {
 			if p, _ := br.Peek(len(h2Preface)); bytes.Equal(p, h2Preface) {
 				_ = nc.SetReadDeadline(time.Time{})
-				s.serveH2(&bufferedConn{Conn: nc, r: br}, l)
+				// net/http's frame reader may still be in br when it reports
+				// the connection closed: br cannot go back to the pool.
+				pooled = false
+				s.h2.serveConn(&bufferedConn{Conn: nc, r: br}, l.cfg.Name)
 				return
 			}
 		}
 	}
 	s.serveH1(t, nc, br, l.cfg.Name, isTLS)
-}
-
-func (s *Server) serveH2(nc net.Conn, l *listener) {
-	s.h2.ServeConn(nc, &http2.ServeConnOpts{BaseConfig: s.h2base, Handler: l.h2})
 }
 
 // bufferedConn replays bytes already read while sniffing the protocol.

@@ -137,7 +137,11 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 		t.Errorf("rewrite /v1 → /v2/: got %q", got.Path)
 	}
 
-	for _, tc := range []struct{ path, host string; code int; loc string }{
+	for _, tc := range []struct {
+		path, host string
+		code       int
+		loc        string
+	}{
 		{"/secure/x?q=1", "shop.test:8080", 308, "https://shop.test/secure/x?q=1"},
 		{"/old/page", "shop.test", 301, "http://shop.test/new/page"},
 		{"/go", "shop.test", 302, "http://other.example.com:8443/landing"},

@@ -6,12 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/net/http2"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
@@ -28,8 +25,7 @@ type Server struct {
 	state     atomic.Pointer[State]
 	draining  atomic.Bool
 
-	h2     *http2.Server
-	h2base *http.Server
+	h2 *h2server
 
 	mu        sync.Mutex
 	applyMu   sync.Mutex
@@ -46,11 +42,8 @@ func New(log, accessLog *slog.Logger, m *metrics.Metrics) *Server {
 		clusters:  upstream.NewManager(log, m),
 		listeners: map[string]*listener{},
 		conns:     map[*tracked]struct{}{},
-		h2:        &http2.Server{MaxConcurrentStreams: 1000, IdleTimeout: config.DefaultIdleTimeout},
-		h2base:    &http.Server{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)},
 	}
-	// Registers GOAWAY on h2base.Shutdown for every connection h2 serves.
-	_ = http2.ConfigureServer(s.h2base, s.h2)
+	s.h2 = newH2Server(log, &h2handler{srv: s})
 	return s
 }
 
@@ -95,7 +88,8 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
 		if ol := old[lc.Name]; ol != nil && ol.cfg.Address == lc.Address && ol.cfg.Protocol == lc.Protocol {
-			ol.cfg = lc
+			// Same socket; the accept loop reads ol.cfg without a lock, so it
+			// is never written again (new certificates go through ol.certs).
 			next[lc.Name] = ol
 			continue
 		}
@@ -108,7 +102,6 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 			return fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
 		l := &listener{cfg: lc, ln: ln}
-		l.h2 = &h2handler{srv: s, lname: lc.Name}
 		next[lc.Name] = l
 		opened = append(opened, l)
 	}
@@ -178,7 +171,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Unlock()
 	s.acceptWG.Wait()
 	// GOAWAY to every HTTP/2 connection; streams in flight complete.
-	go func() { _ = s.h2base.Shutdown(ctx) }()
+	go func() { _ = s.h2.shutdown(ctx) }()
 	done := make(chan struct{})
 	go func() { s.connWG.Wait(); close(done) }()
 	tick := time.NewTicker(50 * time.Millisecond)
@@ -196,6 +189,9 @@ loop:
 			s.mu.Lock()
 			for t := range s.conns {
 				_ = t.nc.Close()
+				if abort := t.abort.Load(); abort != nil {
+					(*abort)()
+				}
 			}
 			s.mu.Unlock()
 			<-done

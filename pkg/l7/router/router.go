@@ -111,7 +111,7 @@ func compile[T any](e *Entry[T], order int) (*route[T], error) {
 	case p.Prefix != "":
 		r.kind, r.pathLen = 1, len(normPrefix(p.Prefix))
 	default:
-		re, err := config.CompileRegex("^(?:" + p.Regex + ")$")
+		re, err := config.CompileMatchRegex(p.Regex)
 		if err != nil {
 			return nil, fmt.Errorf("path regex: %w", err)
 		}
@@ -285,7 +285,7 @@ func (r *route[T]) matchRest(req *message.Request) bool {
 		}
 	}
 	for i := range r.headers {
-		if !matchHeader(&r.headers[i], req.Headers) {
+		if !matchHeader(&r.headers[i], req) {
 			return false
 		}
 	}

@@ -3,6 +3,7 @@ package router
 import (
 	"bytes"
 	"regexp"
+	"strings"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
@@ -10,6 +11,7 @@ import (
 
 type valueMatcher struct {
 	name   string
+	host   bool // matches the request's Host (or :authority)
 	exact  []byte
 	prefix []byte
 	re     *regexp.Regexp
@@ -18,14 +20,14 @@ type valueMatcher struct {
 func compileValues(vs []config.ValueMatch) ([]valueMatcher, error) {
 	out := make([]valueMatcher, 0, len(vs))
 	for _, v := range vs {
-		m := valueMatcher{name: v.Name}
+		m := valueMatcher{name: v.Name, host: strings.EqualFold(v.Name, "host")}
 		switch {
 		case v.Exact != "":
 			m.exact = []byte(v.Exact)
 		case v.Prefix != "":
 			m.prefix = []byte(v.Prefix)
 		case v.Regex != "":
-			re, err := config.CompileRegex("^(?:" + v.Regex + ")$")
+			re, err := config.CompileMatchRegex(v.Regex)
 			if err != nil {
 				return nil, err
 			}
@@ -37,19 +39,32 @@ func compileValues(vs []config.ValueMatch) ([]valueMatcher, error) {
 }
 
 func (m *valueMatcher) matches(v []byte) bool {
+	if m.re != nil {
+		return m.re.Match(v)
+	}
+	return m.matchesPlain(v)
+}
+
+// matchesPlain is matches without the regex case; unlike regexp's Match it
+// does not make v escape, so v may point into a stack buffer.
+func (m *valueMatcher) matchesPlain(v []byte) bool {
 	switch {
 	case m.exact != nil:
 		return bytes.Equal(v, m.exact)
 	case m.prefix != nil:
 		return bytes.HasPrefix(v, m.prefix)
-	case m.re != nil:
-		return m.re.Match(v)
 	}
 	return true // presence only
 }
 
 // matchHeader passes when any field with the name matches.
-func matchHeader(m *valueMatcher, hs message.Headers) bool {
+func matchHeader(m *valueMatcher, req *message.Request) bool {
+	if m.host {
+		// Host is kept apart from the other headers (it may come from
+		// :authority or an absolute-form target).
+		return m.matches(req.Host)
+	}
+	hs := req.Headers
 	for i := range hs {
 		if message.EqualFold(hs[i].Name, m.name) && m.matches(hs[i].Value) {
 			return true
@@ -73,7 +88,16 @@ func matchQuery(m *valueMatcher, q []byte) bool {
 		if !ok || string(k) != m.name {
 			continue
 		}
-		if v, ok = unescape(v, valBuf[:0]); ok && m.matches(v) {
+		if m.re != nil {
+			// regexp's Match lets its argument escape: a stack buffer would
+			// be moved to the heap on every call, so decode into a fresh
+			// slice, which allocates only when there is something to decode.
+			if dv, ok := unescape(v, nil); ok && m.re.Match(dv) {
+				return true
+			}
+			continue
+		}
+		if dv, ok := unescape(v, valBuf[:0]); ok && m.matchesPlain(dv) {
 			return true
 		}
 	}

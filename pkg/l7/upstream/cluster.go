@@ -6,19 +6,17 @@ package upstream
 
 import (
 	"context"
-	"crypto/tls"
 	"log/slog"
 	"net"
+	"net/http"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/http2"
-
 	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Cluster is the runtime form of a config.Cluster.
@@ -29,7 +27,7 @@ type Cluster struct {
 	*settings
 	eps    []*Endpoint
 	picker picker
-	h2     *http2.Transport
+	h2     *http.Transport
 }
 
 // settings are shared by a cluster's endpoints and kept across reloads when
@@ -153,10 +151,15 @@ func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
 	return c
 }
 
-func newH2CTransport(s *settings) *http2.Transport {
-	return &http2.Transport{
-		AllowHTTP: true,
-		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+// newH2CTransport is net/http's HTTP/2 client restricted to cleartext
+// prior knowledge: one multiplexed connection per endpoint.
+func newH2CTransport(s *settings) *http.Transport {
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	return &http.Transport{
+		Protocols:          &protos,
+		DisableCompression: true, // pass Accept-Encoding and bodies through untouched
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			d := net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
 			d.SetMultipathTCP(false)
 			nc, err := d.DialContext(ctx, network, addr)
@@ -168,8 +171,10 @@ func newH2CTransport(s *settings) *http2.Transport {
 			return nc, nil
 		},
 		IdleConnTimeout: s.idleTimeout,
-		ReadIdleTimeout: 30 * time.Second,
-		PingTimeout:     10 * time.Second,
+		HTTP2: &http.HTTP2Config{
+			SendPingTimeout: 30 * time.Second,
+			PingTimeout:     10 * time.Second,
+		},
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -61,6 +62,16 @@ type Exchange struct {
 	stopCtx  func() bool
 	h2resp   *http.Response
 	h2cancel context.CancelFunc
+	// active is the connection in use, for Abort from another goroutine.
+	active atomic.Pointer[Conn]
+}
+
+// Abort closes the upstream connection of the exchange in progress, if any.
+// It is safe to call from any goroutine (the drain deadline uses it).
+func (x *Exchange) Abort() {
+	if c := x.active.Load(); c != nil {
+		_ = c.nc.Close()
+	}
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
@@ -94,6 +105,7 @@ func (c *Cluster) RoundTrip(ep *Endpoint, req *OutRequest, x *Exchange) error {
 			return nil
 		}
 		x.abortBody(conn, req)
+		x.active.Store(nil)
 		conn.close()
 		x.conn = nil
 		// A pooled connection the upstream closed while idle fails at once;
@@ -107,6 +119,7 @@ func (c *Cluster) RoundTrip(ep *Endpoint, req *OutRequest, x *Exchange) error {
 
 func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	x.conn, x.noBody, x.bodyEOF, x.untilEOF, x.bodyErr = conn, false, false, false, nil
+	x.active.Store(conn)
 	nc := conn.nc
 	if err := nc.SetDeadline(time.Now().Add(req.Timeout)); err != nil {
 		return err
@@ -203,12 +216,13 @@ func (x *Exchange) Buffered() int {
 	}
 }
 
-// Hijack hands over the upstream connection after a 101 response.
-func (x *Exchange) Hijack() (net.Conn, *bufio.Reader) {
+// Hijack hands over the upstream connection after a 101 response; the
+// caller relays raw bytes and must call done when finished with it.
+func (x *Exchange) Hijack() (nc net.Conn, br *bufio.Reader, done func()) {
 	c := x.conn
 	x.conn = nil
 	x.finishStats()
-	return c.nc, c.br
+	return c.nc, c.br, c.close
 }
 
 // Finish ends the exchange. delivered says the whole response reached the
@@ -225,6 +239,7 @@ func (x *Exchange) Finish(delivered bool) bool {
 		x.h2resp, x.h2cancel = nil, nil
 	}
 	bodyDone := true
+	x.active.Store(nil)
 	if x.conn != nil {
 		reusable := delivered && (x.noBody || x.bodyEOF) && !x.untilEOF && !x.head.Close
 		if x.bodyErr != nil {
@@ -297,9 +312,8 @@ func writeHead(bw *bufio.Writer, req *OutRequest) {
 	case req.ContentLength < 0:
 		bw.WriteString("Transfer-Encoding: chunked\r\n")
 	case req.ContentLength > 0 || !(string(req.Method) == "GET" || string(req.Method) == "HEAD"):
-		var num [20]byte
 		bw.WriteString("Content-Length: ")
-		bw.Write(strconv.AppendInt(num[:0], req.ContentLength, 10))
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), req.ContentLength, 10))
 		bw.WriteString("\r\n")
 	}
 	bw.WriteString("\r\n")

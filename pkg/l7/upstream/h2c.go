@@ -84,7 +84,9 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 
 var errHeadTimeout = errors.New("timed out waiting for response headers")
 
-type readCloser struct{ r interface{ Read([]byte) (int, error) } }
+type readCloser struct {
+	r interface{ Read([]byte) (int, error) }
+}
 
 func (rc readCloser) Read(p []byte) (int, error) { return rc.r.Read(p) }
 func (rc readCloser) Close() error               { return nil }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"io"
+	"strconv"
 
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 )
@@ -54,7 +55,6 @@ const maxChunkLine = 4096
 type ChunkedReader struct {
 	R        *bufio.Reader
 	left     int64
-	done     bool
 	err      error
 	trailers message.Headers
 	raw      []byte
@@ -120,7 +120,10 @@ func (c *ChunkedReader) readCRLF() error {
 func (c *ChunkedReader) nextChunk() error {
 	line, err := c.R.ReadSlice('\n')
 	if err != nil {
-		if err == io.EOF || err == bufio.ErrBufferFull {
+		if err == io.EOF {
+			return ErrBodyTruncated
+		}
+		if err == bufio.ErrBufferFull {
 			return perr(400, "malformed chunk size line")
 		}
 		return err
@@ -235,13 +238,8 @@ func WriteChunk(w *bufio.Writer, p []byte) error {
 	if len(p) == 0 {
 		return nil
 	}
-	var hex [16]byte
-	i := len(hex)
-	for n := len(p); n > 0; n >>= 4 {
-		i--
-		hex[i] = "0123456789abcdef"[n&0xf]
-	}
-	w.Write(hex[i:])
+	// Format into the writer's own buffer: a stack array would escape.
+	w.Write(strconv.AppendUint(w.AvailableBuffer(), uint64(len(p)), 16))
 	w.WriteString("\r\n")
 	w.Write(p)
 	_, err := w.WriteString("\r\n")

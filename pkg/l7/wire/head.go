@@ -162,7 +162,8 @@ func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
 			return true, nil
 		case message.EqualFold(name, "expect"):
 			if message.EqualFold(value, "100-continue") {
-				h.Expect100 = true
+				// RFC 9110 §10.1.1: ignored in HTTP/1.0 requests.
+				h.Expect100 = h.Minor >= 1
 				return true, nil
 			}
 			return true, perr(417, "unsupported Expect")
@@ -177,23 +178,45 @@ func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
 	}); err != nil {
 		return err
 	}
-	if !upgradeConn {
+	if !upgradeConn || h.Minor == 0 { // RFC 9110 §7.8: ignored in HTTP/1.0
 		h.Upgrade = nil
+	}
+	if h.Minor == 0 {
+		http10Close(&h.framing, h.Headers)
 	}
 	if h.Minor == 1 && !hostSeen {
 		return perr(400, "missing Host header")
 	}
+	if !validHost(h.Host) { // RFC 9112 §3.2: an invalid Host is a 400
+		return perr(400, "invalid Host header")
+	}
 	// absolute-form (RFC 9112 §3.2.2): the target's authority replaces Host.
-	if h.Target[0] != '/' && h.Target[0] != '*' {
+	// asterisk-form (§3.2.4) is a lone "*".
+	if h.Target[0] != '/' && !(len(h.Target) == 1 && h.Target[0] == '*') {
 		rest, ok := cutScheme(h.Target)
 		if !ok {
 			return perr(400, "invalid request target")
 		}
-		slash := bytes.IndexByte(rest, '/')
-		if slash < 0 {
+		end := bytes.IndexAny(rest, "/?#") // RFC 3986 §3.2: authority ends here
+		authority := rest
+		if end >= 0 {
+			authority = rest[:end]
+		}
+		if len(authority) == 0 || !validHost(authority) {
+			return perr(400, "invalid request target")
+		}
+		switch {
+		case end < 0:
 			h.Host, h.Target = rest, []byte("/")
-		} else {
-			h.Host, h.Target = rest[:slash], rest[slash:]
+		case rest[end] == '/':
+			h.Host, h.Target = rest[:end], rest[end:]
+		default:
+			// "http://host?q": origin-form needs "/?q". Shift the authority
+			// one byte left, over the scheme's second '/', to make room.
+			at := len(h.Target) - len(rest)
+			copy(h.Target[at-1:], rest[:end])
+			h.Target[at-1+end] = '/'
+			h.Host, h.Target = h.Target[at-1:at-1+end], h.Target[at-1+end:]
 		}
 	}
 	if h.Chunked && h.Minor == 0 {
@@ -243,7 +266,28 @@ func ReadResponseHead(br *bufio.Reader, h *ResponseHead, max int) error {
 		}
 		h.Reason = line[13:]
 	}
-	return parseFields(h.raw, h.offsets, &h.Headers, &h.framing, nil)
+	if err := parseFields(h.raw, h.offsets, &h.Headers, &h.framing, nil); err != nil {
+		// A malformed upstream response is a bad gateway, whatever the field.
+		if pe, ok := err.(*ParseError); ok && pe.Status != 502 {
+			return perr(502, "upstream response: %s", pe.Reason)
+		}
+		return err
+	}
+	if h.Minor == 0 {
+		http10Close(&h.framing, h.Headers)
+	}
+	return nil
+}
+
+// http10Close applies HTTP/1.0's default: the connection closes after this
+// message unless the peer asked for keep-alive.
+func http10Close(f *framing, hs message.Headers) {
+	for i := range hs {
+		if message.EqualFold(hs[i].Name, "connection") && HasToken(hs[i].Value, "keep-alive") {
+			return
+		}
+	}
+	f.Close = true
 }
 
 // parseFields validates header fields and extracts framing. special, when
@@ -360,6 +404,31 @@ func isToken(b []byte) bool {
 	}
 	for _, c := range b {
 		if !tokenTable[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// hostTable holds the bytes of uri-host [":" port] (RFC 3986 reg-name,
+// IP-literal, IPv4 and pct-encoded), the same set net/http accepts.
+var hostTable = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-32] = true
+	}
+	for _, c := range "!$%&'()*+,-.:;=[]_~" {
+		t[c] = true
+	}
+	return t
+}()
+
+func validHost(h []byte) bool {
+	for _, c := range h {
+		if !hostTable[c] {
 			return false
 		}
 	}

@@ -20,8 +20,11 @@ func IsHopByHop(name []byte) bool {
 		return message.EqualFold(name, "proxy-connection")
 	case 17:
 		return message.EqualFold(name, "transfer-encoding")
-	case 19:
+	case 18:
 		return message.EqualFold(name, "proxy-authenticate")
+	case 19:
+		// Credentials for this proxy, never for the upstream (as Go's ReverseProxy).
+		return message.EqualFold(name, "proxy-authorization")
 	}
 	return false
 }

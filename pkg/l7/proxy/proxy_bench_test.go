@@ -1,0 +1,167 @@
+package proxy_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"sync"
+	"testing"
+)
+
+// rawBackend answers every request on a keep-alive connection with a fixed
+// 100-byte response, allocation-free, so benchmarks measure the proxy.
+func rawBackend(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	body := bytes.Repeat([]byte("x"), 100)
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + string(body))
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					// Read one request head (no bodies in this benchmark).
+					for {
+						line, err := br.ReadSlice('\n')
+						if err != nil {
+							return
+						}
+						if len(line) <= 2 {
+							break
+						}
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// runClients sends b.N keep-alive GETs over conns connections and checks
+// every response.
+func runClients(b *testing.B, addr string, conns int) {
+	b.Helper()
+	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\n\r\n")
+	var wg sync.WaitGroup
+	per := b.N / conns
+	errs := make(chan error, conns)
+	b.ResetTimer()
+	for i := range conns {
+		n := per
+		if i == 0 {
+			n += b.N % conns
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			br := bufio.NewReaderSize(c, 4096)
+			for range n {
+				if _, err := c.Write(req); err != nil {
+					errs <- err
+					return
+				}
+				cl := -1
+				for {
+					line, err := br.ReadSlice('\n')
+					if err != nil {
+						errs <- err
+						return
+					}
+					if len(line) <= 2 {
+						break
+					}
+					if v, ok := bytes.CutPrefix(line, []byte("Content-Length: ")); ok {
+						cl, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+					} else if bytes.HasPrefix(line, []byte("HTTP/1.1 ")) && !bytes.HasPrefix(line, []byte("HTTP/1.1 200")) {
+						errs <- fmt.Errorf("status %q", line)
+						return
+					}
+				}
+				if cl != 100 {
+					errs <- fmt.Errorf("content-length %d", cl)
+					return
+				}
+				if _, err := br.Discard(cl); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.StopTimer()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkProxyHTTP1 compares, in one run, requests sent directly to the
+// backend, through edge-agent and through a tuned httputil.ReverseProxy.
+// Report the ratios (ns/op and allocs/op), not absolute numbers.
+func BenchmarkProxyHTTP1(b *testing.B) {
+	for _, conns := range []int{1, 64} {
+		b.Run(fmt.Sprintf("direct/conns=%d", conns), func(b *testing.B) {
+			b.ReportAllocs()
+			runClients(b, rawBackend(b), conns)
+		})
+		b.Run(fmt.Sprintf("edge-agent/conns=%d", conns), func(b *testing.B) {
+			up := rawBackend(b)
+			e := startProxy(b, fmt.Sprintf(`
+server: {accessLog: false}
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, match: {path: {prefix: /}}, backends: [{cluster: c}]}]
+clusters: [{name: c, endpoints: [{address: %s}]}]
+`, up))
+			b.ReportAllocs()
+			runClients(b, e.addr, conns)
+		})
+		b.Run(fmt.Sprintf("httputil/conns=%d", conns), func(b *testing.B) {
+			up := rawBackend(b)
+			target, _ := url.Parse("http://" + up)
+			rp := httputil.NewSingleHostReverseProxy(target)
+			rp.Transport = &http.Transport{MaxIdleConnsPerHost: 512, DisableCompression: true}
+			rp.BufferPool = bufPool{}
+			rp.ErrorLog = nil
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv := &http.Server{Handler: rp, ErrorLog: nil}
+			go srv.Serve(ln)
+			b.Cleanup(func() { srv.Close() })
+			b.ReportAllocs()
+			runClients(b, ln.Addr().String(), conns)
+		})
+	}
+}
+
+type bufPool struct{}
+
+var benchBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufPool) Get() []byte  { return *benchBufs.Get().(*[]byte) }
+func (bufPool) Put(b []byte) { benchBufs.Put(&b) }
