@@ -88,7 +88,11 @@ func (c *h1conn) loop() {
 			}
 			return
 		}
-		_ = c.nc.SetReadDeadline(time.Time{})
+		if c.head.ContentLength > 0 || c.head.Chunked || c.head.Upgrade != nil {
+			// The body (or tunnel) is read after the head: no header deadline.
+			// Without one, the head deadline stays; the next request resets it.
+			_ = c.nc.SetReadDeadline(time.Time{})
+		}
 		ls := st.listeners[c.lname]
 		if ls == nil {
 			return // listener removed by a reload: let the client reconnect

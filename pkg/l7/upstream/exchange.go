@@ -121,7 +121,9 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	x.conn, x.noBody, x.bodyEOF, x.untilEOF, x.bodyErr = conn, false, false, false, nil
 	x.active.Store(conn)
 	nc := conn.nc
-	if err := nc.SetDeadline(time.Now().Add(req.Timeout)); err != nil {
+	// The route timeout runs until the response head. Only reads get a
+	// deadline: a large upload must not be cut by it.
+	if err := nc.SetReadDeadline(time.Now().Add(req.Timeout)); err != nil {
 		return err
 	}
 	if req.Ctx != nil && req.Ctx.Done() != nil {
@@ -151,9 +153,6 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 		if x.head.Status >= 200 || x.head.Status == 101 {
 			break
 		}
-	}
-	if err := nc.SetDeadline(time.Time{}); err != nil {
-		return err
 	}
 	h := &x.head
 	r := &x.Response
@@ -185,6 +184,13 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	r.Body = x
 	if x.noBody {
 		r.Body = eofReader{}
+	}
+	// Lift the deadline for a body still to be read (it may stream for
+	// longer than the route timeout). A body already in the buffer needs no
+	// more reads, and the next exchange on the connection sets its own
+	// deadline: skipping the call saves a timer update per request.
+	if !x.noBody && !(x.body == &x.lr && x.lr.Buffered() >= int(x.lr.N)) {
+		return nc.SetReadDeadline(time.Time{})
 	}
 	return nil
 }
