@@ -128,7 +128,6 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 			kind = ue.Kind
 		}
 		x.Finish(false)
-		fe.abandonBody()
 		res := localReply(fe, s, b.stats, kind.Status(), kind.Reason(), rid, st)
 		res.reason = kind.Reason()
 		return withRoute(res, info)
@@ -310,12 +309,16 @@ func (l *localBody) Read(p []byte) (int, error) {
 // localReply answers with status and a text body naming the reason.
 func localReply(fe frontend, s *scratch, stats *metrics.RouteStats, status int, reason string, rid []byte, st *State) reqInfo {
 	s.local = localBody{b: append(append(s.local.b[:0], reason...), '\n')}
+	hs := append(s.resp[:0],
+		message.Header{Name: hdrCType, Value: valTextPlain},
+		message.Header{Name: hdrReason, Value: []byte(reason)})
+	if len(rid) > 0 {
+		hs = append(hs, message.Header{Name: st.server.requestIDHeader, Value: rid})
+	}
+	s.resp = hs
 	resp := message.Response{
-		Status: status,
-		Headers: append(s.resp[:0],
-			message.Header{Name: hdrCType, Value: valTextPlain},
-			message.Header{Name: hdrReason, Value: []byte(reason)},
-			message.Header{Name: st.server.requestIDHeader, Value: rid}),
+		Status:        status,
+		Headers:       hs,
 		ContentLength: int64(len(s.local.b)),
 		Body:          &s.local,
 	}

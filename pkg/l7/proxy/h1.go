@@ -19,7 +19,7 @@ import (
 // synchronously on its own goroutine, with every buffer reused.
 type h1conn struct {
 	srv      *Server
-	lname    string
+	ln       *listener
 	tls      bool
 	nc       net.Conn
 	br       *bufio.Reader
@@ -46,9 +46,9 @@ var h1Pool = sync.Pool{New: func() any {
 	return c
 }}
 
-func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, lname string, isTLS bool) {
+func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener, isTLS bool) {
 	c := h1Pool.Get().(*h1conn)
-	c.srv, c.lname, c.tls, c.nc, c.br, c.track = s, lname, isTLS, nc, br, t
+	c.srv, c.ln, c.tls, c.nc, c.br, c.track = s, ln, isTLS, nc, br, t
 	c.bw.Reset(nc)
 	t.abort.Store(&c.cut)
 	c.remote = nc.RemoteAddr().String()
@@ -56,7 +56,7 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, lname string
 	c.remoteIP = append(c.remoteIP[:0], host...)
 	c.loop()
 	c.bw.Reset(nil)
-	c.srv, c.nc, c.br, c.track = nil, nil, nil, nil
+	c.srv, c.ln, c.nc, c.br, c.track = nil, nil, nil, nil, nil
 	h1Pool.Put(c)
 }
 
@@ -93,9 +93,13 @@ func (c *h1conn) loop() {
 			// Without one, the head deadline stays; the next request resets it.
 			_ = c.nc.SetReadDeadline(time.Time{})
 		}
-		ls := st.listeners[c.lname]
+		ls := st.listener(c.ln)
 		if ls == nil {
-			return // listener removed by a reload: let the client reconnect
+			// The listener's address left the config: answer, then close.
+			c.closeAfter, c.isHead = true, false
+			localReply(c, &c.s, st.noRoute, 503, "listener_removed", nil, st)
+			_ = c.bw.Flush()
+			return
 		}
 		c.prepare()
 		if c.head.Expect100 && c.req.ContentLength != 0 {

@@ -25,10 +25,11 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h.srv.state.Load()
-	lname, _ := r.Context().Value(lnameKey{}).(string)
-	ls := st.listeners[lname]
+	ln, _ := r.Context().Value(listenerKey{}).(*listener)
+	ls := st.listener(ln)
 	if ls == nil {
-		http.Error(w, "listener removed", http.StatusServiceUnavailable)
+		w.Header().Set(ReasonHeader, "listener_removed")
+		http.Error(w, "listener_removed", http.StatusServiceUnavailable)
 		return
 	}
 	req := message.Request{

@@ -21,12 +21,12 @@ type h2server struct {
 }
 
 type h2conn struct {
-	lname string
-	done  chan struct{}
-	once  sync.Once
+	ln   *listener
+	done chan struct{}
+	once sync.Once
 }
 
-type lnameKey struct{}
+type listenerKey struct{}
 
 func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 	h := &h2server{ln: &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}}
@@ -43,7 +43,7 @@ func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if v, ok := h.conns.Load(c); ok {
-				return context.WithValue(ctx, lnameKey{}, v.(*h2conn).lname)
+				return context.WithValue(ctx, listenerKey{}, v.(*h2conn).ln)
 			}
 			return ctx
 		},
@@ -61,8 +61,8 @@ func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 }
 
 // serveConn hands nc to net/http and waits until the connection is closed.
-func (h *h2server) serveConn(nc net.Conn, lname string) {
-	hc := &h2conn{lname: lname, done: make(chan struct{})}
+func (h *h2server) serveConn(nc net.Conn, ln *listener) {
+	hc := &h2conn{ln: ln, done: make(chan struct{})}
 	h.conns.Store(nc, hc)
 	select {
 	case h.ln.ch <- nc:

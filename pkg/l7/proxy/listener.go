@@ -16,11 +16,22 @@ import (
 	"github.com/edge-agent/edge-agent/pkg/config"
 )
 
-// listener is one bound socket and its TLS material.
+// listener is one bound socket. It is identified by its address, so a
+// reload that renames a listener or switches it between http and https
+// keeps the socket (and every connection on it); mode says what it is now.
 type listener struct {
-	cfg   config.Listener
-	ln    net.Listener
-	certs atomic.Pointer[certStore]
+	address string
+	ln      net.Listener
+	tlsConf *tls.Config
+	mode    atomic.Pointer[listenerMode]
+}
+
+// listenerMode is what a reload may change about a listener. A connection
+// reads it once, when accepted.
+type listenerMode struct {
+	name     string
+	protocol config.ListenerProtocol
+	certs    *certStore // nil for http
 }
 
 // certStore picks a certificate by SNI: exact name, then wildcard, then the
@@ -84,12 +95,16 @@ func (cs *certStore) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	return cs.def, nil
 }
 
-func (l *listener) tlsConfig() *tls.Config {
-	return &tls.Config{
+func newListener(address string, ln net.Listener) *listener {
+	l := &listener{address: address, ln: ln}
+	l.tlsConf = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
 		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			cs := l.certs.Load()
+			cs := l.mode.Load().certs
+			if cs == nil {
+				return nil, errors.New("listener no longer serves TLS")
+			}
 			return &tls.Config{
 				MinVersion:     cs.min,
 				NextProtos:     []string{"h2", "http/1.1"},
@@ -97,6 +112,7 @@ func (l *listener) tlsConfig() *tls.Config {
 			}, nil
 		},
 	}
+	return l
 }
 
 // tracked is a client connection the server can find at shutdown. nc is
@@ -118,17 +134,13 @@ var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 func (s *Server) acceptLoop(l *listener) {
 	defer s.acceptWG.Done()
-	var tlsConf *tls.Config
-	if l.cfg.Protocol == config.ListenerHTTPS {
-		tlsConf = l.tlsConfig()
-	}
 	for {
 		nc, err := l.ln.Accept()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			s.log.Warn("accept failed", "listener", l.cfg.Name, "err", err)
+			s.log.Warn("accept failed", "address", l.address, "err", err)
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
@@ -137,18 +149,19 @@ func (s *Server) acceptLoop(l *listener) {
 			_ = nc.Close()
 			continue
 		}
-		go s.serveConn(l, t, tlsConf)
+		go s.serveConn(l, t)
 	}
 }
 
 // serveConn detects the protocol: TLS with ALPN on https listeners; on
 // plaintext ones the HTTP/2 preface means h2c, anything else HTTP/1.1.
-func (s *Server) serveConn(l *listener, t *tracked, tlsConf *tls.Config) {
+func (s *Server) serveConn(ln *listener, t *tracked) {
 	defer s.untrack(t)
 	nc := t.nc
+	l := ln.mode.Load()
 	m := s.metrics
-	m.DownstreamTotal.WithLabelValues(l.cfg.Name).Inc()
-	active := m.DownstreamActive.WithLabelValues(l.cfg.Name)
+	m.DownstreamTotal.WithLabelValues(l.name).Inc()
+	active := m.DownstreamActive.WithLabelValues(l.name)
 	active.Inc()
 	defer active.Dec()
 	defer nc.Close()
@@ -156,21 +169,21 @@ func (s *Server) serveConn(l *listener, t *tracked, tlsConf *tls.Config) {
 		_ = tc.SetNoDelay(true)
 	}
 	st := s.state.Load()
-	isTLS := tlsConf != nil
+	isTLS := l.protocol == config.ListenerHTTPS
 	if isTLS {
-		tc := tls.Server(nc, tlsConf)
+		tc := tls.Server(nc, ln.tlsConf)
 		_ = nc.SetDeadline(time.Now().Add(st.server.readHeaderTimeout))
 		t.setIdle(true) // nothing is lost if a drain closes a connection mid-handshake
 		err := tc.Handshake()
 		t.setIdle(false)
 		if err != nil {
-			s.log.Debug("tls handshake failed", "listener", l.cfg.Name, "client", nc.RemoteAddr().String(), "err", err)
+			s.log.Debug("tls handshake failed", "listener", l.name, "client", nc.RemoteAddr().String(), "err", err)
 			return
 		}
 		_ = nc.SetDeadline(time.Time{})
 		nc = tc
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
-			s.h2.serveConn(nc, l.cfg.Name)
+			s.h2.serveConn(nc, ln)
 			return
 		}
 	}
@@ -194,12 +207,12 @@ func (s *Server) serveConn(l *listener, t *tracked, tlsConf *tls.Config) {
 				// net/http's frame reader may still be in br when it reports
 				// the connection closed: br cannot go back to the pool.
 				pooled = false
-				s.h2.serveConn(&bufferedConn{Conn: nc, r: br}, l.cfg.Name)
+				s.h2.serveConn(&bufferedConn{Conn: nc, r: br}, ln)
 				return
 			}
 		}
 	}
-	s.serveH1(t, nc, br, l.cfg.Name, isTLS)
+	s.serveH1(t, nc, br, ln, isTLS)
 }
 
 // bufferedConn replays bytes already read while sniffing the protocol.

@@ -54,8 +54,10 @@ func (s *Server) State() *State { return s.state.Load() }
 func (s *Server) Addr(name string) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if l := s.listeners[name]; l != nil {
-		return l.ln.Addr()
+	for _, l := range s.listeners {
+		if l.mode.Load().name == name {
+			return l.ln.Addr()
+		}
 	}
 	return nil
 }
@@ -84,29 +86,24 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 	s.mu.Lock()
 	old := s.listeners
 	s.mu.Unlock()
+	// Sockets are kept by address; only new addresses are bound.
 	next := map[string]*listener{}
 	var opened []*listener
 	for _, lc := range cfg.Listeners {
-		if ol := old[lc.Name]; ol != nil && ol.cfg.Address == lc.Address && ol.cfg.Protocol == lc.Protocol {
-			// Same socket; the accept loop reads ol.cfg without a lock, so it
-			// is never written again (new certificates go through ol.certs).
-			next[lc.Name] = ol
+		if ol := old[lc.Address]; ol != nil {
+			next[lc.Address] = ol
 			continue
 		}
-		lc := lc
-		ln, err := listen(lc.Address, old)
+		ln, err := listen(lc.Address)
 		if err != nil {
 			for _, l := range opened {
 				_ = l.ln.Close()
 			}
 			return fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
-		l := &listener{cfg: lc, ln: ln}
-		next[lc.Name] = l
+		l := newListener(lc.Address, ln)
+		next[lc.Address] = l
 		opened = append(opened, l)
-	}
-	for name, cs := range certs {
-		next[name].certs.Store(cs)
 	}
 	clusters := s.clusters.Update(cfg.Clusters)
 	st, err := Compile(snap, clusters, s.metrics)
@@ -116,6 +113,9 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		}
 		return err
 	}
+	for _, lc := range cfg.Listeners {
+		next[lc.Address].mode.Store(&listenerMode{name: lc.Name, protocol: lc.Protocol, certs: certs[lc.Name]})
+	}
 	s.state.Store(st)
 	s.mu.Lock()
 	s.listeners = next
@@ -123,10 +123,11 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 	for _, l := range opened {
 		s.acceptWG.Add(1)
 		go s.acceptLoop(l)
-		s.log.Info("listening", "listener", l.cfg.Name, "address", l.ln.Addr().String(), "protocol", l.cfg.Protocol)
+		mode := l.mode.Load()
+		s.log.Info("listening", "listener", mode.name, "address", l.ln.Addr().String(), "protocol", mode.protocol)
 	}
-	for name, l := range old {
-		if next[name] != l {
+	for addr, l := range old {
+		if next[addr] != l {
 			_ = l.ln.Close()
 		}
 	}
@@ -135,7 +136,7 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 
 // listen binds addr. MPTCP is off: Go ≥ 1.24 would otherwise use it and a
 // SOCKMAP (steering) refuses MPTCP sockets.
-func listen(addr string, _ map[string]*listener) (net.Listener, error) {
+func listen(addr string) (net.Listener, error) {
 	lc := net.ListenConfig{}
 	lc.SetMultipathTCP(false)
 	return lc.Listen(context.Background(), "tcp", addr)

@@ -149,6 +149,15 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 	return st, nil
 }
 
+// listener returns the routing state for a socket under its current name,
+// or nil when its address is no longer configured.
+func (st *State) listener(l *listener) *listenerState {
+	if l == nil {
+		return nil
+	}
+	return st.listeners[l.mode.Load().name]
+}
+
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
