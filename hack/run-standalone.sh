@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 ./bin/demo-backend -listen web-1=127.0.0.1:9001,web-2=127.0.0.1:9002,api-v1=127.0.0.1:9003,api-v2=127.0.0.1:9004,h2c=127.0.0.1:9005 &
 backend=$!
 trap 'kill $backend 2>/dev/null || true' EXIT
+trap 'exit 143' INT TERM # run the EXIT trap on signals too
 cat <<'TXT'
 edge-agent: proxy on http://127.0.0.1:8080, admin on http://127.0.0.1:9901
 Try, in another terminal:
@@ -18,4 +19,7 @@ Try, in another terminal:
   curl -s localhost:9901/metrics | grep edge_agent_    # metrics
   curl -s localhost:9901/debug/config                  # live config
 TXT
-./bin/edge-agent run --config examples/standalone.yaml
+./bin/edge-agent run --config examples/standalone.yaml &
+agent=$!
+trap 'kill $agent 2>/dev/null; wait $agent; exit 143' INT TERM
+wait $agent

@@ -41,8 +41,11 @@ func validateServer(e *errs, c *Config) {
 	if s.MaxHeaderBytes < 1024 || s.MaxHeaderBytes > 1<<20 {
 		e.add("server.maxHeaderBytes", "must be between 1024 and 1048576, got %d", s.MaxHeaderBytes)
 	}
-	if !isToken(s.RequestIDHeader) {
+	switch lower := strings.ToLower(s.RequestIDHeader); {
+	case !isToken(s.RequestIDHeader):
 		e.add("server.requestIdHeader", "%q is not a valid header name", s.RequestIDHeader)
+	case reservedHeaders[lower] || strings.HasPrefix(lower, "x-forwarded-"):
+		e.add("server.requestIdHeader", "%q is managed by the proxy and cannot carry the request id", s.RequestIDHeader)
 	}
 }
 

@@ -27,9 +27,12 @@ type frontend interface {
 	respond(resp *message.Response) (int64, error)
 	// upgrade sends a 101 head and then relays bytes both ways.
 	upgrade(resp *message.Response, x *upstream.Exchange) (int64, error)
-	// bodyPending is told when the request body may be partly unread, so the
-	// client connection cannot be reused and must close before WaitBody.
+	// abandonBody is told when the request body may be partly unread: the
+	// client connection cannot be reused, and a blocked body read must end
+	// (before WaitBody).
 	abandonBody()
+	// beforeLocalReply runs before the proxy answers by itself.
+	beforeLocalReply()
 	// abortFunc returns a func that unblocks request-body reads.
 	abortFunc() func()
 }
@@ -44,6 +47,7 @@ type scratch struct {
 	xff    []byte
 	rid    []byte
 	target []byte
+	norm   []byte // the request target without dot segments
 	x      upstream.Exchange
 	local  localBody
 }
@@ -210,7 +214,9 @@ func requestHeaders(st *State, ls *listenerState, r *Route, req *message.Request
 		case wire.IsHopByHop(h.Name), isToken(h.Name, s.tokens), r.reqOps.drops(h.Name):
 			continue
 		case message.EqualFold(h.Name, "x-forwarded-for"):
-			s.xff = append(append(s.xff, h.Value...), ", "...)
+			if len(h.Value) > 0 {
+				s.xff = append(append(s.xff, h.Value...), ", "...)
+			}
 			continue
 		case message.EqualFold(h.Name, "x-forwarded-proto"), message.EqualFold(h.Name, "x-forwarded-host"),
 			bytes.EqualFold(h.Name, st.server.requestIDHeader):
@@ -308,6 +314,7 @@ func (l *localBody) Read(p []byte) (int, error) {
 
 // localReply answers with status and a text body naming the reason.
 func localReply(fe frontend, s *scratch, stats *metrics.RouteStats, status int, reason string, rid []byte, st *State) reqInfo {
+	fe.beforeLocalReply()
 	s.local = localBody{b: append(append(s.local.b[:0], reason...), '\n')}
 	hs := append(s.resp[:0],
 		message.Header{Name: hdrCType, Value: valTextPlain},
@@ -374,6 +381,7 @@ func redirect(fe frontend, s *scratch, r *Route, req *message.Request, rid []byt
 	if q := req.Query(); q != nil {
 		loc += "?" + string(q)
 	}
+	fe.beforeLocalReply()
 	resp := message.Response{
 		Status: rd.Code,
 		Headers: append(s.resp[:0],

@@ -55,6 +55,8 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener
 	host, _, _ := net.SplitHostPort(c.remote)
 	c.remoteIP = append(c.remoteIP[:0], host...)
 	c.loop()
+	_ = c.bw.Flush() // whatever the reason for leaving, send what was answered
+	t.abort.Store(nil)
 	c.bw.Reset(nil)
 	c.srv, c.ln, c.nc, c.br, c.track = nil, nil, nil, nil, nil
 	h1Pool.Put(c)
@@ -112,10 +114,11 @@ func (c *h1conn) loop() {
 		if !c.bodyConsumed() {
 			c.closeAfter = true
 		}
-		if c.br.Buffered() == 0 || c.closeAfter {
-			if c.bw.Flush() != nil {
-				c.closeAfter = true
-			}
+		// Always flush: bytes already buffered may be a partial next request
+		// (or a stray CRLF), and the next read could block with this
+		// response unsent. Pipelined responses cost a write each.
+		if c.bw.Flush() != nil {
+			c.closeAfter = true
 		}
 		elapsed := time.Since(start)
 		info.stats.Observe(info.status, elapsed)
@@ -132,7 +135,7 @@ func (c *h1conn) loop() {
 func (c *h1conn) prepare() {
 	h := &c.head
 	r := &c.req
-	*r = message.Request{Method: h.Method, Target: h.Target, Host: h.Host, Headers: h.Headers,
+	*r = message.Request{Method: h.Method, Target: wire.NormalizeTarget(h.Target, &c.s.norm), Host: h.Host, Headers: h.Headers,
 		Upgrade: h.Upgrade, ProtoMajor: 1, TLS: c.tls}
 	switch {
 	case h.Chunked:
@@ -146,6 +149,12 @@ func (c *h1conn) prepare() {
 	}
 	c.isHead = string(h.Method) == "HEAD"
 	c.closeAfter = h.Close || (h.Minor == 0 && !keepAlive(h.Headers)) || c.srv.draining.Load()
+	// Only WebSocket upgrades are tunnelled. Others (h2c in particular, a
+	// known smuggling vector) are dropped as hop-by-hop and the request is
+	// proxied as a normal one.
+	if r.Upgrade != nil && !message.EqualFold(r.Upgrade, "websocket") {
+		r.Upgrade = nil
+	}
 }
 
 func keepAlive(hs message.Headers) bool {
@@ -167,6 +176,14 @@ func (c *h1conn) bodyConsumed() bool {
 }
 
 func (c *h1conn) abandonBody() { c.unblockBody() }
+
+// beforeLocalReply: a reply the proxy makes itself leaves any request body
+// unread, so the connection closes after it and the reply says so.
+func (c *h1conn) beforeLocalReply() {
+	if !c.bodyConsumed() {
+		c.closeAfter = true
+	}
+}
 
 // unblockBody ends any read of the request body: the connection will close
 // after this response, so the rest of the body no longer matters.
@@ -221,6 +238,8 @@ func (c *h1conn) respond(resp *message.Response) (int64, error) {
 	if c.closeAfter || c.srv.draining.Load() {
 		c.closeAfter = true
 		bw.WriteString("Connection: close\r\n")
+	} else if c.head.Minor == 0 {
+		bw.WriteString("Connection: keep-alive\r\n") // HTTP/1.0 keeps the connection only if told
 	}
 	_, err := bw.WriteString("\r\n")
 	if noBody || err != nil {

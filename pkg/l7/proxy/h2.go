@@ -22,6 +22,10 @@ type h2handler struct {
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
+// errStreamAborted: the response could not be completed; the stream must be
+// reset rather than ended cleanly, once the exchange has been cleaned up.
+var errStreamAborted = errors.New("response body incomplete")
+
 func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	st := h.srv.state.Load()
@@ -32,9 +36,17 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "listener_removed", http.StatusServiceUnavailable)
 		return
 	}
+	// Pseudo-headers become the HTTP/1.1 request line and Host upstream:
+	// hold them to the same rules as the HTTP/1.1 parser.
+	if !wire.ValidMethod([]byte(r.Method)) || !wire.ValidOriginTarget([]byte(r.RequestURI)) || !wire.ValidHost([]byte(r.Host)) {
+		w.Header().Set(ReasonHeader, "bad_request")
+		http.Error(w, "bad_request", http.StatusBadRequest)
+		return
+	}
+	s := scratchPool.Get().(*scratch)
 	req := message.Request{
 		Method:        []byte(r.Method),
-		Target:        []byte(r.RequestURI),
+		Target:        wire.NormalizeTarget([]byte(r.RequestURI), &s.norm),
 		Host:          []byte(r.Host),
 		ContentLength: r.ContentLength,
 		Body:          r.Body,
@@ -45,13 +57,18 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req.Body, req.ContentLength = nil, 0
 	}
 	for k, vs := range r.Header {
+		// Framing and Host are the proxy's to write (from :authority and the
+		// body it forwards); copying them would duplicate or contradict it.
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Connection":
+			continue
+		}
 		name := []byte(k)
 		for _, v := range vs {
 			req.Headers = append(req.Headers, message.Header{Name: name, Value: []byte(v)})
 		}
 	}
 	remoteIP, _, _ := net.SplitHostPort(r.RemoteAddr)
-	s := scratchPool.Get().(*scratch)
 	fe := &h2front{w: w, r: r}
 	info := serve(r.Context(), st, ls, &req, []byte(remoteIP), fe, s)
 	elapsed := time.Since(start)
@@ -60,11 +77,17 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		logRequest(h.srv.accessLog, ls, &req, r.RemoteAddr, info, info.rid, start, elapsed)
 	}
 	scratchPool.Put(s)
+	if fe.aborted {
+		// Reset the stream: ending it cleanly would pass a truncated body
+		// off as complete.
+		panic(http.ErrAbortHandler)
+	}
 }
 
 type h2front struct {
-	w http.ResponseWriter
-	r *http.Request
+	w       http.ResponseWriter
+	r       *http.Request
+	aborted bool
 }
 
 func (f *h2front) respond(resp *message.Response) (int64, error) {
@@ -93,18 +116,20 @@ func (f *h2front) respond(resp *message.Response) (int64, error) {
 		if n > 0 {
 			total += int64(n)
 			if _, werr := f.w.Write(buf[:n]); werr != nil {
+				f.aborted = true
 				return total, werr
 			}
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
-				// Reset the stream rather than end it cleanly: the body is incomplete.
-				panic(http.ErrAbortHandler)
+				f.aborted = true
+				return total, errStreamAborted
 			}
 			break
 		}
 		if src == nil || src.Buffered() == 0 {
 			if err := rc.Flush(); err != nil {
+				f.aborted = true
 				return total, err
 			}
 		}
@@ -117,7 +142,9 @@ func (f *h2front) respond(resp *message.Response) (int64, error) {
 	return total, nil
 }
 
-func (f *h2front) upgrade(resp *message.Response, x *upstream.Exchange) (int64, error) {
+// upgrade: WebSocket over HTTP/2 (RFC 8441) is not supported yet; an
+// HTTP/2 request never carries an Upgrade, so this is not reached.
+func (f *h2front) upgrade(_ *message.Response, x *upstream.Exchange) (int64, error) {
 	x.Finish(false)
 	return f.respond(&message.Response{Status: 502, ContentLength: 0, Body: eofBody{}})
 }
@@ -127,5 +154,7 @@ func (f *h2front) abandonBody() {
 		_ = f.r.Body.Close()
 	}
 }
+
+func (f *h2front) beforeLocalReply() {}
 
 func (f *h2front) abortFunc() func() { return f.abandonBody }

@@ -164,7 +164,10 @@ func (s *Server) untrack(t *tracked) {
 // Shutdown stops accepting, closes idle connections, lets in-flight requests
 // finish until ctx ends, then closes whatever is left.
 func (s *Server) Shutdown(ctx context.Context) error {
+	// Wait for an Apply in progress: it may be about to open listeners.
+	s.applyMu.Lock()
 	s.draining.Store(true)
+	s.applyMu.Unlock()
 	s.mu.Lock()
 	for _, l := range s.listeners {
 		_ = l.ln.Close()

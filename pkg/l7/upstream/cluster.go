@@ -69,6 +69,7 @@ type Manager struct {
 	current map[string]*Cluster
 	stop    chan struct{}
 	done    chan struct{}
+	closed  sync.Once
 }
 
 // NewManager starts the idle-connection sweeper; Close stops it.
@@ -180,7 +181,7 @@ func newH2CTransport(s *settings) *http.Transport {
 
 func (m *Manager) sweepLoop() {
 	defer close(m.done)
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for {
 		select {
@@ -202,7 +203,7 @@ func (m *Manager) sweepLoop() {
 
 // Close stops the sweeper and closes every idle connection.
 func (m *Manager) Close() {
-	close(m.stop)
+	m.closed.Do(func() { close(m.stop) })
 	<-m.done
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -15,6 +15,10 @@ const (
 	Reset
 	ProtocolError
 	NoEndpoints
+	// BadRequestBody: the client's request body was malformed or cut short.
+	BadRequestBody
+	// Canceled: the client went away before the response head arrived.
+	Canceled
 )
 
 // Error is an upstream failure before response headers were forwarded.
@@ -35,6 +39,10 @@ func (k Kind) Status() int {
 	switch k {
 	case ConnectFailure, NoEndpoints:
 		return 503
+	case BadRequestBody:
+		return 400
+	case Canceled:
+		return 499 // nginx's "client closed request"; the client never sees it
 	case Timeout:
 		return 504
 	default:
@@ -55,6 +63,10 @@ func (k Kind) Reason() string {
 		return "upstream_protocol_error"
 	case NoEndpoints:
 		return "no_healthy_upstream"
+	case BadRequestBody:
+		return "bad_request_body"
+	case Canceled:
+		return "downstream_canceled"
 	}
 	return "upstream_error"
 }

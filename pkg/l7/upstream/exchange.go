@@ -96,7 +96,14 @@ func (c *Cluster) RoundTrip(ep *Endpoint, req *OutRequest, x *Exchange) error {
 		ctx = context.Background()
 	}
 	for attempt := 0; ; attempt++ {
-		conn, err := ep.getConn(ctx)
+		var conn *Conn
+		var err error
+		if attempt == 0 {
+			conn, err = ep.getConn(ctx)
+		} else {
+			// The retry dials: other pooled connections are likely stale too.
+			conn, err = ep.dial(ctx)
+		}
 		if err != nil {
 			return err
 		}
@@ -104,14 +111,23 @@ func (c *Cluster) RoundTrip(ep *Endpoint, req *OutRequest, x *Exchange) error {
 		if err == nil {
 			return nil
 		}
-		x.abortBody(conn, req)
+		bodyErr := x.abortBody(conn, req)
 		x.active.Store(nil)
 		conn.close()
 		x.conn = nil
-		// A pooled connection the upstream closed while idle fails at once;
-		// a request without a body is safe to send again on a new one.
-		if attempt == 0 && conn.reused && req.ContentLength == 0 && req.Upgrade == nil && isStale(err) {
+		if _, ok := bodyErr.(*clientBodyError); ok {
+			// The client's body was malformed or cut short: its fault, not
+			// the upstream's.
+			return &Error{Kind: BadRequestBody, Err: bodyErr}
+		}
+		// A pooled connection the upstream closed while idle fails at once.
+		// Only a request that is safe to repeat (RFC 9110 §9.2.2) and has
+		// no body is sent again: the upstream may have processed it.
+		if attempt == 0 && conn.reused && req.ContentLength == 0 && req.Upgrade == nil && replayable(req.Method) && isStale(err) {
 			continue
+		}
+		if req.Ctx != nil && req.Ctx.Err() != nil {
+			return &Error{Kind: Canceled, Err: req.Ctx.Err()}
 		}
 		return classify(err)
 	}
@@ -121,9 +137,15 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	x.conn, x.noBody, x.bodyEOF, x.untilEOF, x.bodyErr = conn, false, false, false, nil
 	x.active.Store(conn)
 	nc := conn.nc
-	// The route timeout runs until the response head. Only reads get a
-	// deadline: a large upload must not be cut by it.
-	if err := nc.SetReadDeadline(time.Now().Add(req.Timeout)); err != nil {
+	// The route timeout runs until the response head. A streamed body is
+	// uploaded first (its writer arms the timeout when done, and bounds each
+	// write by it instead), so a long upload is not cut by it.
+	streamed := req.ContentLength != 0 && req.Body != nil && !req.BodyBuffered
+	deadline := time.Now().Add(req.Timeout)
+	if streamed {
+		deadline = time.Time{}
+	}
+	if err := nc.SetReadDeadline(deadline); err != nil {
 		return err
 	}
 	if req.Ctx != nil && req.Ctx.Done() != nil {
@@ -136,13 +158,24 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 			return err
 		}
 	case req.BodyBuffered:
-		if err := writeBody(conn.bw, req); err != nil {
+		if err := writeBody(conn.bw, req, nil); err != nil {
 			return err
 		}
 	default:
 		ch := make(chan error, 1)
 		x.bodyErr = ch
-		go func() { ch <- writeBody(conn.bw, req) }()
+		go func() {
+			err := writeBody(conn.bw, req, nc)
+			if _, bad := err.(*clientBodyError); bad {
+				// Nothing more can be sent: stop waiting for a response.
+				_ = nc.SetReadDeadline(time.Unix(1, 0))
+			} else {
+				// Body sent (or the upstream stopped taking it, and may be
+				// answering early, e.g. 413): the route timeout runs now.
+				_ = nc.SetReadDeadline(time.Now().Add(req.Timeout))
+			}
+			ch <- err
+		}()
 	}
 	for {
 		if err := wire.ReadResponseHead(conn.br, &x.head, 64<<10); err != nil {
@@ -163,12 +196,16 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 			return &wire.ParseError{Status: 502, Reason: "unexpected 101 response"}
 		}
 		x.noBody, r.ContentLength, r.Body = true, 0, nil
-		return nil
-	case string(req.Method) == "HEAD" || h.Status == 204 || h.Status == 304:
-		x.noBody, r.ContentLength = true, 0
-		if h.ContentLength > 0 && string(req.Method) == "HEAD" {
-			r.ContentLength = h.ContentLength // keep the entity's length for HEAD
+		// The tunnel lives as long as its peers want: no route timeout.
+		return nc.SetReadDeadline(time.Time{})
+	case string(req.Method) == "HEAD":
+		// No body follows; the length (if any) describes the entity.
+		x.noBody, r.ContentLength = true, h.ContentLength
+		if h.Chunked {
+			r.ContentLength = -1
 		}
+	case h.Status == 204 || h.Status == 304:
+		x.noBody, r.ContentLength = true, 0
 	case h.Chunked:
 		x.cr.Reset(conn.br, 16<<10)
 		x.body, r.ContentLength = &x.cr, -1
@@ -235,8 +272,11 @@ func (x *Exchange) Hijack() (nc net.Conn, br *bufio.Reader, done func()) {
 // client. It returns false when the request-body writer is still running:
 // the caller must close the client connection and then call WaitBody.
 func (x *Exchange) Finish(delivered bool) bool {
+	ctxFired := false
 	if x.stopCtx != nil {
-		x.stopCtx()
+		// If the context's AfterFunc already ran, the connection's deadline
+		// is in the past: it must not be pooled.
+		ctxFired = !x.stopCtx()
 		x.stopCtx = nil
 	}
 	if x.h2resp != nil {
@@ -247,14 +287,24 @@ func (x *Exchange) Finish(delivered bool) bool {
 	bodyDone := true
 	x.active.Store(nil)
 	if x.conn != nil {
-		reusable := delivered && (x.noBody || x.bodyEOF) && !x.untilEOF && !x.head.Close
+		reusable := delivered && (x.noBody || x.bodyEOF) && !x.untilEOF && !x.head.Close && !ctxFired
 		if x.bodyErr != nil {
 			select {
 			case err := <-x.bodyErr:
 				x.bodyErr = nil
 				reusable = reusable && err == nil
 			default:
-				bodyDone, reusable = false, false
+				// The writer usually has only its last flush to go: give it
+				// a moment before giving up on both connections.
+				t := time.NewTimer(bodyGrace)
+				select {
+				case err := <-x.bodyErr:
+					x.bodyErr = nil
+					reusable = reusable && err == nil
+				case <-t.C:
+					bodyDone, reusable = false, false
+				}
+				t.Stop()
 			}
 		}
 		x.conn.release(reusable)
@@ -281,19 +331,46 @@ func (x *Exchange) finishStats() {
 }
 
 // abortBody stops a running body writer after a failed send.
-func (x *Exchange) abortBody(conn *Conn, req *OutRequest) {
+// It returns the writer's error, if it had one.
+func (x *Exchange) abortBody(conn *Conn, req *OutRequest) error {
 	if x.stopCtx != nil {
 		x.stopCtx()
 		x.stopCtx = nil
 	}
-	if x.bodyErr != nil {
+	if x.bodyErr == nil {
+		return nil
+	}
+	var err error
+	select {
+	case err = <-x.bodyErr: // already done (perhaps the cause of the failure)
+	default:
 		if req.AbortBody != nil {
 			req.AbortBody()
 		}
 		_ = conn.nc.Close()
-		<-x.bodyErr
-		x.bodyErr = nil
+		err = <-x.bodyErr
 	}
+	x.bodyErr = nil
+	return err
+}
+
+// bodyGrace is how long Finish waits for a request-body writer that is
+// still running when the response has been delivered.
+const bodyGrace = 50 * time.Millisecond
+
+// clientBodyError is a failure reading the client's request body, as
+// opposed to writing it upstream.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+func replayable(method []byte) bool {
+	switch string(method) {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		return true
+	}
+	return false
 }
 
 func writeHead(bw *bufio.Writer, req *OutRequest) {
@@ -325,7 +402,9 @@ func writeHead(bw *bufio.Writer, req *OutRequest) {
 	bw.WriteString("\r\n")
 }
 
-func writeBody(bw *bufio.Writer, req *OutRequest) error {
+// writeBody copies the request body upstream. With nc set (a streamed
+// body), each write must make progress within the route timeout.
+func writeBody(bw *bufio.Writer, req *OutRequest, nc net.Conn) error {
 	bp := GetBuffer()
 	defer PutBuffer(bp)
 	buf := *bp
@@ -333,6 +412,9 @@ func writeBody(bw *bufio.Writer, req *OutRequest) error {
 	for {
 		n, err := req.Body.Read(buf)
 		if n > 0 {
+			if nc != nil {
+				_ = nc.SetWriteDeadline(time.Now().Add(req.Timeout))
+			}
 			var werr error
 			if chunked {
 				werr = wire.WriteChunk(bw, buf[:n])
@@ -350,8 +432,11 @@ func writeBody(bw *bufio.Writer, req *OutRequest) error {
 			break
 		}
 		if err != nil {
-			return err
+			return &clientBodyError{err}
 		}
+	}
+	if nc != nil {
+		defer func() { _ = nc.SetWriteDeadline(time.Time{}) }()
 	}
 	if chunked {
 		var tr message.Headers

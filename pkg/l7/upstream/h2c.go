@@ -62,7 +62,9 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 	r.Headers = r.Headers[:0]
 	for k, vs := range resp.Header {
 		name := []byte(k)
-		if wire.IsHopByHop(name) {
+		// Framing is the front-end's to write from ContentLength: copying
+		// the upstream's would duplicate or contradict it.
+		if wire.IsHopByHop(name) || k == "Content-Length" {
 			continue
 		}
 		for _, v := range vs {

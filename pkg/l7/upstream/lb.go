@@ -106,7 +106,7 @@ func newRandom(eps []*Endpoint) *random {
 }
 
 func (r *random) pick() *Endpoint {
-	if len(r.eps) == 0 {
+	if r.total <= 0 {
 		return nil
 	}
 	x := rand.IntN(r.total)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -38,10 +39,19 @@ func (e *Endpoint) getConn(ctx context.Context) (*Conn, error) {
 	for len(p.idle) > 0 {
 		c := p.idle[len(p.idle)-1]
 		p.idle = p.idle[:len(p.idle)-1]
-		if now.Sub(c.lastUsed) < e.cluster.idleTimeout {
+		if idle := now.Sub(c.lastUsed); idle < e.cluster.idleTimeout {
 			p.mu.Unlock()
-			c.reused = true
-			return c, nil
+			// A connection idle for a while may have been closed by the
+			// upstream (many close idle keep-alives after a few seconds):
+			// check before sending, so a non-repeatable request does not
+			// fail on it. Busy connections skip the check.
+			if idle < probeAfter || c.alive() {
+				c.reused = true
+				return c, nil
+			}
+			c.close()
+			p.mu.Lock()
+			continue
 		}
 		p.mu.Unlock()
 		c.close()
@@ -71,6 +81,40 @@ func (e *Endpoint) dial(ctx context.Context) (*Conn, error) {
 		bw: bufio.NewWriterSize(nc, connWriteBuf),
 		ep: e,
 	}, nil
+}
+
+// probeAfter is the idle time after which a pooled connection is checked
+// before reuse.
+const probeAfter = time.Second
+
+// alive reports whether the upstream has not closed (or written to) an idle
+// connection: a non-blocking MSG_PEEK that finds nothing to read.
+func (c *Conn) alive() bool {
+	if c.br.Buffered() > 0 {
+		return false // unsolicited bytes: the connection is out of step
+	}
+	sc, ok := c.nc.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	// A read deadline left from the last exchange would make the runtime
+	// refuse the read before trying it.
+	if c.nc.SetReadDeadline(time.Time{}) != nil {
+		return false
+	}
+	alive := false
+	var one [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, rerr := syscall.Recvfrom(int(fd), one[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		_ = n
+		alive = rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK
+		return true // never wait: this is a probe
+	})
+	return err == nil && alive
 }
 
 // release returns c to its pool when it is reusable, and closes it otherwise.

@@ -435,6 +435,18 @@ func validHost(h []byte) bool {
 	return true
 }
 
+// ValidMethod reports whether m is a method token (RFC 9110 §9.1).
+func ValidMethod(m []byte) bool { return isToken(m) }
+
+// ValidHost reports whether h holds only bytes allowed in uri-host[:port].
+func ValidHost(h []byte) bool { return validHost(h) }
+
+// ValidOriginTarget reports whether t is an origin-form target ("/path?q")
+// made of visible ASCII, or "*".
+func ValidOriginTarget(t []byte) bool {
+	return len(t) > 0 && (t[0] == '/' || len(t) == 1 && t[0] == '*') && validTarget(t)
+}
+
 func validTarget(t []byte) bool {
 	for _, c := range t {
 		if c <= 0x20 || c >= 0x7f {
