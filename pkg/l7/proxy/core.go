@@ -131,7 +131,11 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 		if ue != nil {
 			kind = ue.Kind
 		}
-		x.Finish(false)
+		if !x.Finish(false) {
+			// An h2c transport may still be reading the request body.
+			fe.abandonBody()
+			x.WaitBody()
+		}
 		res := localReply(fe, s, b.stats, kind.Status(), kind.Reason(), rid, st)
 		res.reason = kind.Reason()
 		return withRoute(res, info)

@@ -286,32 +286,43 @@ func (x *Exchange) Finish(delivered bool) bool {
 	}
 	bodyDone := true
 	x.active.Store(nil)
+	if x.conn == nil && x.bodyErr != nil { // h2c: wait for the transport to let go of the body
+		bodyDone, _ = x.waitBody(bodyGrace)
+	}
 	if x.conn != nil {
 		reusable := delivered && (x.noBody || x.bodyEOF) && !x.untilEOF && !x.head.Close && !ctxFired
 		if x.bodyErr != nil {
-			select {
-			case err := <-x.bodyErr:
-				x.bodyErr = nil
-				reusable = reusable && err == nil
-			default:
-				// The writer usually has only its last flush to go: give it
-				// a moment before giving up on both connections.
-				t := time.NewTimer(bodyGrace)
-				select {
-				case err := <-x.bodyErr:
-					x.bodyErr = nil
-					reusable = reusable && err == nil
-				case <-t.C:
-					bodyDone, reusable = false, false
-				}
-				t.Stop()
-			}
+			// The writer usually has only its last flush to go: give it a
+			// moment before giving up on both connections.
+			var err error
+			bodyDone, err = x.waitBody(bodyGrace)
+			reusable = reusable && bodyDone && err == nil
 		}
 		x.conn.release(reusable)
 		x.conn = nil
 	}
 	x.finishStats()
 	return bodyDone
+}
+
+// waitBody waits up to d for the body writer; it reports whether it ended
+// and the writer's error.
+func (x *Exchange) waitBody(d time.Duration) (bool, error) {
+	select {
+	case err := <-x.bodyErr: // the usual case: no timer needed
+		x.bodyErr = nil
+		return true, err
+	default:
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case err := <-x.bodyErr:
+		x.bodyErr = nil
+		return true, err
+	case <-t.C:
+		return false, nil
+	}
 }
 
 // WaitBody waits for a request-body writer that Finish reported running.

@@ -3,6 +3,8 @@ package upstream
 import (
 	"context"
 	"errors"
+	"io"
+	"sync"
 	"net/http"
 	"net/url"
 	"time"
@@ -39,8 +41,15 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 	if req.TETrailers {
 		hreq.Header.Set("Te", "trailers")
 	}
+	x.bodyErr = nil
 	if req.ContentLength != 0 && req.Body != nil {
-		hreq.Body = readCloser{req.Body}
+		// The transport reads the body from its own goroutine, possibly
+		// after RoundTrip returns; it always closes it when done. Finish
+		// and WaitBody wait for that close, as for the HTTP/1.1 writer, so
+		// the client connection's reader is never read by two goroutines.
+		done := make(chan error, 1)
+		x.bodyErr = done
+		hreq.Body = &closeNotifier{r: req.Body, done: done}
 	}
 	hreq = hreq.WithContext(ctx)
 	resp, err := x.cluster.h2.RoundTrip(hreq)
@@ -86,9 +95,16 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 
 var errHeadTimeout = errors.New("timed out waiting for response headers")
 
-type readCloser struct {
-	r interface{ Read([]byte) (int, error) }
+// closeNotifier reports on done when the transport closes the body.
+type closeNotifier struct {
+	r    io.Reader
+	done chan error
+	once sync.Once
 }
 
-func (rc readCloser) Read(p []byte) (int, error) { return rc.r.Read(p) }
-func (rc readCloser) Close() error               { return nil }
+func (c *closeNotifier) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *closeNotifier) Close() error {
+	c.once.Do(func() { c.done <- nil })
+	return nil
+}
