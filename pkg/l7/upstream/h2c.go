@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"io"
-	"sync"
 	"net/http"
 	"net/url"
+	"sync"
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
