@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -310,5 +311,122 @@ clusters:
 	}
 	if adm.hitCount() != 2 {
 		t.Fatalf("admin backend hits %d", adm.hitCount())
+	}
+}
+
+// rawUpstream serves each connection with h, for upstreams net/http will not play.
+func rawUpstream(t *testing.T, h func(net.Conn)) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); h(c) }()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// A client that stops halfway through its body must not hold the request
+// (and two connections) forever: the route timeout still bounds it.
+func TestStalledUploadTimesOut(t *testing.T) {
+	up := rawUpstream(t, func(c net.Conn) { io.Copy(io.Discard, c) })
+	e := startProxy(t, fmt.Sprintf(`
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, timeout: 300ms, backends: [{cluster: c}]}]
+clusters: [{name: c, endpoints: [{address: %s}]}]
+`, up))
+	conn := dial(t, e.addr)
+	start := time.Now()
+	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npartial")
+	conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer within 3s (route timeout 300ms): %v", err)
+	}
+	if resp.StatusCode != 504 || time.Since(start) > 1500*time.Millisecond {
+		t.Fatalf("got %d after %v, want 504 after about 300ms", resp.StatusCode, time.Since(start))
+	}
+}
+
+// An upstream that starts streaming its response before the upload ends:
+// finishing the upload must not re-arm the route timeout on the stream.
+func TestStreamNotCutWhenUploadEnds(t *testing.T) {
+	up := rawUpstream(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		req, err := http.ReadRequest(br)
+		if err != nil {
+			return
+		}
+		fmt.Fprint(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n")
+		io.Copy(io.Discard, req.Body)
+		for range 8 {
+			time.Sleep(100 * time.Millisecond)
+			fmt.Fprint(c, "1\r\nb\r\n")
+		}
+		fmt.Fprint(c, "0\r\n\r\n")
+	})
+	e := startProxy(t, fmt.Sprintf(`
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, timeout: 300ms, backends: [{cluster: c}]}]
+clusters: [{name: c, endpoints: [{address: %s}]}]
+`, up))
+	conn := dial(t, e.addr)
+	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n"+strings.Repeat("x", 100000))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprint(conn, strings.Repeat("y", 100000))
+	if b, err := io.ReadAll(resp.Body); err != nil || string(b) != "a"+strings.Repeat("b", 8) {
+		t.Fatalf("stream cut: %q %v", b, err)
+	}
+}
+
+// An h2c upstream that answers without reading the body: the transport
+// closes the body while its writer may still be reading the client. Run
+// under -race, with other connections reusing pooled connection state.
+func TestH2CEarlyAnswerReleasesBodyReader(t *testing.T) {
+	b := &backend{name: "h", conns: map[string]bool{}}
+	b.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("early"))
+	}))
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	b.Config.Protocols = &p
+	b.Start()
+	t.Cleanup(b.Close)
+	e := startProxy(t, fmt.Sprintf(`
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, timeout: 2s, backends: [{cluster: c}]}]
+clusters: [{name: c, protocol: h2c, endpoints: [{address: %s}]}]
+`, b.addr()))
+	for i := range 20 {
+		conn := dial(t, e.addr)
+		fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n"+strings.Repeat("x", 70000))
+		conn.SetReadDeadline(time.Now().Add(3 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			t.Fatalf("round %d: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || string(body) != "early" {
+			t.Fatalf("round %d: %d %q", i, resp.StatusCode, body)
+		}
+		c2 := dial(t, e.addr)
+		fmt.Fprint(c2, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello")
+		if resp, err := http.ReadResponse(bufio.NewReader(c2), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("round %d: other connection: %v", i, err)
+		}
+		conn.Close()
+		c2.Close()
 	}
 }

@@ -137,17 +137,13 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	x.conn, x.noBody, x.bodyEOF, x.untilEOF, x.bodyErr = conn, false, false, false, nil
 	x.active.Store(conn)
 	nc := conn.nc
-	// The route timeout runs until the response head. A streamed body is
-	// uploaded first (its writer arms the timeout when done, and bounds each
-	// write by it instead), so a long upload is not cut by it.
-	streamed := req.ContentLength != 0 && req.Body != nil && !req.BodyBuffered
-	deadline := time.Now().Add(req.Timeout)
-	if streamed {
-		deadline = time.Time{}
-	}
-	if err := nc.SetReadDeadline(deadline); err != nil {
+	// The route timeout runs until the response head. While a streamed
+	// body makes progress its writer pushes the deadline on, so a long
+	// upload is not cut by it but a stalled one is.
+	if err := nc.SetReadDeadline(time.Now().Add(req.Timeout)); err != nil {
 		return err
 	}
+	var hd *headDeadline
 	if req.Ctx != nil && req.Ctx.Done() != nil {
 		x.stopCtx = context.AfterFunc(req.Ctx, func() { _ = nc.SetDeadline(time.Unix(1, 0)) })
 	}
@@ -158,23 +154,26 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 			return err
 		}
 	case req.BodyBuffered:
-		if err := writeBody(conn.bw, req, nil); err != nil {
+		if err := writeBody(conn.bw, req, nil, nil); err != nil {
 			return err
 		}
 	default:
 		ch := make(chan error, 1)
 		x.bodyErr = ch
+		hd = &headDeadline{nc: nc, timeout: req.Timeout}
 		go func() {
-			err := writeBody(conn.bw, req, nc)
-			if _, bad := err.(*clientBodyError); bad {
-				// Nothing more can be sent: stop waiting for a response.
-				_ = nc.SetReadDeadline(time.Unix(1, 0))
-			} else {
-				// Body sent (or the upstream stopped taking it, and may be
-				// answering early, e.g. 413): the route timeout runs now.
-				_ = nc.SetReadDeadline(time.Now().Add(req.Timeout))
-			}
+			err := writeBody(conn.bw, req, nc, hd)
+			// Report first, so the reader that the deadline change wakes
+			// finds the error; once the head is in, hd is stopped and these
+			// calls do nothing.
 			ch <- err
+			if _, bad := err.(*clientBodyError); bad {
+				hd.expire() // nothing more can be sent: stop waiting for a response
+			} else {
+				// Body sent (or the upstream stopped taking it and may be
+				// answering early, e.g. 413): the route timeout runs now.
+				hd.extend()
+			}
 		}()
 	}
 	for {
@@ -186,6 +185,9 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 		if x.head.Status >= 200 || x.head.Status == 101 {
 			break
 		}
+	}
+	if hd != nil {
+		hd.stop() // from here the read deadline belongs to the response body
 	}
 	h := &x.head
 	r := &x.Response
@@ -355,11 +357,12 @@ func (x *Exchange) abortBody(conn *Conn, req *OutRequest) error {
 	select {
 	case err = <-x.bodyErr: // already done (perhaps the cause of the failure)
 	default:
+		// Still running: stop it. Its error is then our doing, not news.
 		if req.AbortBody != nil {
 			req.AbortBody()
 		}
 		_ = conn.nc.Close()
-		err = <-x.bodyErr
+		<-x.bodyErr
 	}
 	x.bodyErr = nil
 	return err
@@ -413,9 +416,37 @@ func writeHead(bw *bufio.Writer, req *OutRequest) {
 	bw.WriteString("\r\n")
 }
 
-// writeBody copies the request body upstream. With nc set (a streamed
-// body), each write must make progress within the route timeout.
-func writeBody(bw *bufio.Writer, req *OutRequest, nc net.Conn) error {
+// headDeadline is the response-head deadline of an exchange whose body is
+// streamed: the body writer moves it while the upload progresses, until
+// the head arrives and the deadline belongs to the response body.
+type headDeadline struct {
+	mu      sync.Mutex
+	nc      net.Conn
+	timeout time.Duration
+	stopped bool
+}
+
+func (h *headDeadline) set(t time.Time) {
+	h.mu.Lock()
+	if !h.stopped {
+		_ = h.nc.SetReadDeadline(t)
+	}
+	h.mu.Unlock()
+}
+
+func (h *headDeadline) extend() { h.set(time.Now().Add(h.timeout)) }
+func (h *headDeadline) expire() { h.set(time.Unix(1, 0)) }
+
+func (h *headDeadline) stop() {
+	h.mu.Lock()
+	h.stopped = true
+	h.mu.Unlock()
+}
+
+// writeBody copies the request body upstream. With nc and hd set (a
+// streamed body), each write must make progress within the route timeout,
+// and each chunk read from the client moves the response-head deadline.
+func writeBody(bw *bufio.Writer, req *OutRequest, nc net.Conn, hd *headDeadline) error {
 	bp := GetBuffer()
 	defer PutBuffer(bp)
 	buf := *bp
@@ -424,6 +455,7 @@ func writeBody(bw *bufio.Writer, req *OutRequest, nc net.Conn) error {
 		n, err := req.Body.Read(buf)
 		if n > 0 {
 			if nc != nil {
+				hd.extend()
 				_ = nc.SetWriteDeadline(time.Now().Add(req.Timeout))
 			}
 			var werr error

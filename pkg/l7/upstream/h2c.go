@@ -95,16 +95,46 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 
 var errHeadTimeout = errors.New("timed out waiting for response headers")
 
-// closeNotifier reports on done when the transport closes the body.
+// closeNotifier reports on done once the transport has closed the body
+// and no Read is in progress. The transport may call Close from another
+// goroutine while its writer is still blocked in Read; only when that Read
+// returns is the client connection's reader free.
 type closeNotifier struct {
-	r    io.Reader
-	done chan error
-	once sync.Once
+	r       io.Reader
+	done    chan error
+	mu      sync.Mutex
+	reading bool
+	closed  bool
+	sent    bool
 }
 
-func (c *closeNotifier) Read(p []byte) (int, error) { return c.r.Read(p) }
+func (c *closeNotifier) Read(p []byte) (int, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return 0, io.ErrClosedPipe
+	}
+	c.reading = true
+	c.mu.Unlock()
+	n, err := c.r.Read(p)
+	c.mu.Lock()
+	c.reading = false
+	c.signalLocked()
+	c.mu.Unlock()
+	return n, err
+}
 
 func (c *closeNotifier) Close() error {
-	c.once.Do(func() { c.done <- nil })
+	c.mu.Lock()
+	c.closed = true
+	c.signalLocked()
+	c.mu.Unlock()
 	return nil
+}
+
+func (c *closeNotifier) signalLocked() {
+	if c.closed && !c.reading && !c.sent {
+		c.sent = true
+		c.done <- nil
+	}
 }
