@@ -33,6 +33,8 @@ type frontend interface {
 	abandonBody()
 	// beforeLocalReply runs before the proxy answers by itself.
 	beforeLocalReply()
+	// continueBody runs when the request will be proxied (Expect: 100-continue).
+	continueBody()
 	// abortFunc returns a func that unblocks request-body reads.
 	abortFunc() func()
 }
@@ -124,6 +126,7 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	if lb, ok := req.Body.(*wire.LengthReader); ok && int64(lb.Buffered()) >= lb.N {
 		out.BodyBuffered = true
 	}
+	fe.continueBody()
 	x := &s.x
 	if err := b.cluster.RoundTrip(ep, out, x); err != nil {
 		ue, _ := upstream.AsError(err)

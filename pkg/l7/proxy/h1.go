@@ -104,12 +104,6 @@ func (c *h1conn) loop() {
 			return
 		}
 		c.prepare()
-		if c.head.Expect100 && c.req.ContentLength != 0 {
-			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
-			if c.bw.Flush() != nil {
-				return
-			}
-		}
 		info := serve(context.Background(), st, ls, &c.req, c.remoteIP, c, &c.s)
 		if !c.bodyConsumed() {
 			c.closeAfter = true
@@ -176,6 +170,17 @@ func (c *h1conn) bodyConsumed() bool {
 }
 
 func (c *h1conn) abandonBody() { c.unblockBody() }
+
+// continueBody answers "Expect: 100-continue" once the request is known to
+// be proxied: a 404 or redirect then never invites the body.
+func (c *h1conn) continueBody() {
+	if c.head.Expect100 && c.req.ContentLength != 0 {
+		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+		if c.bw.Flush() != nil {
+			c.closeAfter = true
+		}
+	}
+}
 
 // beforeLocalReply: a reply the proxy makes itself leaves any request body
 // unread, so the connection closes after it and the reply says so.

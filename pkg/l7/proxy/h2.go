@@ -157,4 +157,8 @@ func (f *h2front) abandonBody() {
 
 func (f *h2front) beforeLocalReply() {}
 
+// continueBody: net/http's HTTP/2 server sends 100 Continue on the first
+// read of the body.
+func (f *h2front) continueBody() {}
+
 func (f *h2front) abortFunc() func() { return f.abandonBody }

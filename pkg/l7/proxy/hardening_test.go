@@ -430,3 +430,20 @@ clusters: [{name: c, protocol: h2c, endpoints: [{address: %s}]}]
 		c2.Close()
 	}
 }
+
+// "Expect: 100-continue" is answered only when the request is proxied: a
+// request that gets a 404 is never invited to send its body.
+func TestNoContinueForLocalReplies(t *testing.T) {
+	b := newBackend(t, "b")
+	e := startProxy(t, fmt.Sprintf(`
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, hosts: [only.test], backends: [{cluster: c}]}]
+clusters: [{name: c, endpoints: [{address: %s}]}]
+`, b.addr()))
+	conn := dial(t, e.addr)
+	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: other.test\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+	line, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || line != "HTTP/1.1 404 Not Found\r\n" {
+		t.Fatalf("first line %q (%v), want the 404 without a 100 Continue", line, err)
+	}
+}
