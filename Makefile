@@ -39,7 +39,7 @@ run: build
 ## bench: wrk against direct, nginx and edge-agent; route lookup benchmarks
 bench: build
 	hack/bench/run.sh
-	$(GO) test -run '^$$' -bench . -benchmem ./pkg/l7/router/ ./pkg/l7/wire/
+	$(GO) test -run '^$$' -bench . -benchmem ./pkg/l7/router/ ./pkg/l7/wire/ ./pkg/l7/proxy/
 
 ## deps: Debian packages the tests and benchmarks use
 deps:
