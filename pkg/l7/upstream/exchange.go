@@ -234,9 +234,6 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	return nil
 }
 
-// Status returns the upstream's reason phrase.
-func (x *Exchange) Reason() []byte { return x.head.Reason }
-
 // Read streams the response body.
 func (x *Exchange) Read(p []byte) (int, error) {
 	n, err := x.body.Read(p)
