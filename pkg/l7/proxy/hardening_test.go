@@ -219,11 +219,7 @@ var _ prometheus.Gatherer = (*prometheus.Registry)(nil)
 
 func TestMalformedChunkedBodyIs400Fast(t *testing.T) {
 	b := newBackend(t, "b")
-	e := startProxy(t, fmt.Sprintf(`
-listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
-routes: [{name: r, timeout: 5s, backends: [{cluster: c}]}]
-clusters: [{name: c, endpoints: [{address: %s}]}]
-`, b.addr()))
+	e := proxyWithTimeout(t, b.addr(), "5s")
 	conn := dial(t, e.addr)
 	start := time.Now()
 	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel")
@@ -240,11 +236,7 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 
 func TestUploadLongerThanRouteTimeout(t *testing.T) {
 	b := newBackend(t, "b")
-	e := startProxy(t, fmt.Sprintf(`
-listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
-routes: [{name: r, timeout: 300ms, backends: [{cluster: c}]}]
-clusters: [{name: c, endpoints: [{address: %s}]}]
-`, b.addr()))
+	e := proxyWithTimeout(t, b.addr(), "300ms")
 	pr, pw := io.Pipe()
 	go func() {
 		for range 10 {
@@ -338,11 +330,7 @@ func rawUpstream(t *testing.T, h func(net.Conn)) string {
 // (and two connections) forever: the route timeout still bounds it.
 func TestStalledUploadTimesOut(t *testing.T) {
 	up := rawUpstream(t, func(c net.Conn) { io.Copy(io.Discard, c) })
-	e := startProxy(t, fmt.Sprintf(`
-listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
-routes: [{name: r, timeout: 300ms, backends: [{cluster: c}]}]
-clusters: [{name: c, endpoints: [{address: %s}]}]
-`, up))
+	e := proxyWithTimeout(t, up, "300ms")
 	conn := dial(t, e.addr)
 	start := time.Now()
 	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\npartial")
@@ -373,11 +361,7 @@ func TestStreamNotCutWhenUploadEnds(t *testing.T) {
 		}
 		fmt.Fprint(c, "0\r\n\r\n")
 	})
-	e := startProxy(t, fmt.Sprintf(`
-listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
-routes: [{name: r, timeout: 300ms, backends: [{cluster: c}]}]
-clusters: [{name: c, endpoints: [{address: %s}]}]
-`, up))
+	e := proxyWithTimeout(t, up, "300ms")
 	conn := dial(t, e.addr)
 	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n"+strings.Repeat("x", 100000))
 	br := bufio.NewReader(conn)

@@ -15,11 +15,18 @@ import (
 
 func simpleProxy(t *testing.T, upstream string) *env {
 	t.Helper()
+	return proxyWithTimeout(t, upstream, "2s")
+}
+
+// proxyWithTimeout serves one catch-all route to upstream (HTTP/1.1) with
+// the given route timeout.
+func proxyWithTimeout(t *testing.T, upstream, timeout string) *env {
+	t.Helper()
 	return startProxy(t, fmt.Sprintf(`
 listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
-routes: [{name: r, backends: [{cluster: c}], timeout: 2s}]
+routes: [{name: r, timeout: %s, backends: [{cluster: c}]}]
 clusters: [{name: c, endpoints: [{address: %s}]}]
-`, upstream))
+`, timeout, upstream))
 }
 
 func TestHopByHopAndForwardedHeaders(t *testing.T) {
