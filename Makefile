@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./...
 
-.PHONY: all build test unit lint generate run bench clean deps
+.PHONY: all build test unit lint generate run bench bench-kube clean deps kube-testenv
 
 all: build
 
@@ -21,9 +21,14 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) tool staticcheck $(PKGS)
 
+## kube-testenv: build (or find cached) the kube-apiserver and etcd the
+## Kubernetes tests run against; cold ~20 minutes, cached outside the clone
+kube-testenv:
+	hack/kube/build.sh >/dev/null
+
 ## unit: every Go test, with the race detector
-unit:
-	$(GO) test -race -count=1 -timeout 15m $(PKGS)
+unit: kube-testenv
+	KUBE_TESTENV_DIR=$$(hack/kube/build.sh) $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
 ## test: what CI runs
 test: lint build unit
@@ -40,6 +45,10 @@ run: build
 bench: build
 	hack/bench/run.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./pkg/l7/router/ ./pkg/l7/wire/ ./pkg/l7/proxy/
+
+## bench-kube: 1,000 annotated Services against a real API server
+bench-kube:
+	hack/bench/kube-scale.sh
 
 ## deps: Debian packages the tests and benchmarks use
 deps:

@@ -12,6 +12,10 @@ import (
 	"os"
 	"runtime/debug"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/edge-agent/edge-agent/pkg/agent"
 	"github.com/edge-agent/edge-agent/pkg/config"
 )
@@ -23,6 +27,7 @@ const usage = `edge-agent: eBPF-accelerated L4/L7 edge for Kubernetes
 
 Usage:
   edge-agent run --config FILE [--admin-address ADDR] [--log-level LEVEL]
+                 [--kubernetes [--kubeconfig FILE] [--node-name NAME] [--lease-namespace NS]]
   edge-agent validate FILE...
   edge-agent version
 `
@@ -66,11 +71,15 @@ func cmdRun(args []string, stderr io.Writer) int {
 	cfgPath := fs.String("config", "", "standalone config file (YAML)")
 	adminAddr := fs.String("admin-address", "", "admin listen address; overrides admin.address in the config")
 	level := fs.String("log-level", "info", "log level: debug, info, warn, error")
+	kube := fs.Bool("kubernetes", false, "also serve annotated Services (in-cluster credentials unless --kubeconfig)")
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file for Kubernetes mode (implies --kubernetes)")
+	nodeName := fs.String("node-name", os.Getenv("NODE_NAME"), "this agent's identity in Events and the leader Lease (default $NODE_NAME, else the hostname)")
+	leaseNS := fs.String("lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease electing the agent that writes Events (default $POD_NAMESPACE; empty: this agent writes them)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	if *cfgPath == "" {
-		fmt.Fprintln(stderr, "edge-agent run: --config is required (Kubernetes mode comes later)")
+		fmt.Fprintln(stderr, "edge-agent run: --config is required (in Kubernetes mode it holds the node-wide settings)")
 		return 2
 	}
 	var lvl slog.Level
@@ -79,18 +88,53 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: lvl}))
-	err := agent.Run(context.Background(), agent.Options{
+	opts := agent.Options{
 		ConfigPath:   *cfgPath,
 		AdminAddress: *adminAddr,
 		Log:          log,
 		AccessLog:    slog.New(slog.NewJSONHandler(os.Stdout, nil)),
-	})
+	}
+	if *kube || *kubeconfig != "" {
+		k, err := kubernetesOptions(*kubeconfig, *nodeName, *leaseNS)
+		if err != nil {
+			fmt.Fprintf(stderr, "edge-agent run: %v\n", err)
+			return 1
+		}
+		opts.Kubernetes = k
+	}
+	err := agent.Run(context.Background(), opts)
 	if err != nil {
 		log.Error("edge-agent failed", "err", err.Error())
 		printFieldErrors(stderr, err)
 		return 1
 	}
 	return 0
+}
+
+// kubernetesOptions builds the client from a kubeconfig file or, without
+// one, the in-cluster service account.
+func kubernetesOptions(kubeconfig, identity, leaseNS string) (*agent.KubernetesOptions, error) {
+	var cfg *rest.Config
+	var err error
+	if kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes credentials: %w", err)
+	}
+	cfg.UserAgent = "edge-agent/" + version
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	if identity == "" {
+		if identity, err = os.Hostname(); err != nil {
+			return nil, fmt.Errorf("--node-name not set and no hostname: %w", err)
+		}
+	}
+	return &agent.KubernetesOptions{Client: client, Identity: identity, LeaseNamespace: leaseNS}, nil
 }
 
 func cmdValidate(args []string, stdout, stderr io.Writer) int {

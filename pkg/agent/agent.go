@@ -13,15 +13,19 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/edge-agent/edge-agent/pkg/admin"
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/k8s/source"
+	"github.com/edge-agent/edge-agent/pkg/k8s/translate"
 	"github.com/edge-agent/edge-agent/pkg/l7/proxy"
 	"github.com/edge-agent/edge-agent/pkg/metrics"
 )
@@ -33,8 +37,21 @@ type Options struct {
 	AdminAddress string
 	Log          *slog.Logger
 	AccessLog    *slog.Logger
-	// Ready, when set, is closed once the first config is live (tests).
+	// Ready, when set, receives the agent once the first config is live (tests).
 	Ready chan<- *Agent
+	// Kubernetes, when set, adds annotated Services to the file's config.
+	Kubernetes *KubernetesOptions
+}
+
+// KubernetesOptions configure Kubernetes mode.
+type KubernetesOptions struct {
+	Client kubernetes.Interface
+	// Identity names this agent in Events and the leader-election Lease
+	// (the node name in a DaemonSet).
+	Identity string
+	// LeaseNamespace holds the Lease electing the agent that writes Events;
+	// empty makes this agent write them itself.
+	LeaseNamespace string
 }
 
 // Agent is a running edge-agent.
@@ -46,8 +63,14 @@ type Agent struct {
 	snap    atomic.Pointer[config.Snapshot]
 	gen     atomic.Uint64
 	ready   atomic.Bool
-	reload  sync.Mutex
 	admin   net.Listener
+
+	// reload serialises config changes; base and kube are the two inputs
+	// (the file and the latest Kubernetes translation) every snapshot is
+	// built from.
+	reload sync.Mutex
+	base   *config.Config
+	kube   *translate.Result
 }
 
 // Snapshot implements admin.Source.
@@ -91,16 +114,18 @@ func Run(ctx context.Context, opts Options) error {
 		defer w.Close()
 	}
 
-	cfg, err := config.Load(opts.ConfigPath)
+	base, err := a.loadBase()
 	if err != nil {
 		return abort(err)
 	}
-	if opts.AdminAddress != "" {
-		cfg.Admin.Address = opts.AdminAddress
+	cfg, err := a.compose(base, nil)
+	if err == nil {
+		err = a.apply(cfg, nil)
 	}
-	if err := a.apply(cfg); err != nil {
+	if err != nil {
 		return abort(err)
 	}
+	a.base = base
 	lc := net.ListenConfig{}
 	a.admin, err = lc.Listen(ctx, "tcp", cfg.Admin.Address)
 	if err != nil {
@@ -113,10 +138,41 @@ func Run(ctx context.Context, opts Options) error {
 		}
 	}()
 	log.Info("admin listening", "address", a.admin.Addr().String())
-	a.ready.Store(true)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	kubeDone := make(chan struct{})
+	firstKube := make(chan struct{})
+	if k := opts.Kubernetes; k != nil {
+		go func() {
+			defer close(kubeDone)
+			var once sync.Once
+			err := source.Run(ctx, source.Options{
+				Client:         k.Client,
+				Settings:       base.Kubernetes,
+				Log:            log.With("source", "kubernetes"),
+				Identity:       k.Identity,
+				LeaseNamespace: k.LeaseNamespace,
+				Publish: func(res *translate.Result) {
+					a.publishKubernetes(res)
+					once.Do(func() { close(firstKube) })
+				},
+			})
+			if err != nil {
+				log.Error("kubernetes source stopped", "err", err.Error())
+				stop()
+			}
+		}()
+		// Not ready until the Services are in: a node that serves only the
+		// file's routes would fail every team's traffic.
+		select {
+		case <-firstKube:
+		case <-ctx.Done():
+		}
+	} else {
+		close(kubeDone)
+	}
+	a.ready.Store(true)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -137,6 +193,7 @@ func Run(ctx context.Context, opts Options) error {
 	defer cancel()
 	err = a.proxy.Shutdown(dctx)
 	<-watchDone
+	<-kubeDone
 	_ = adminSrv.Close()
 	if err != nil {
 		log.Warn("drain incomplete", "err", err)
@@ -146,9 +203,76 @@ func Run(ctx context.Context, opts Options) error {
 	return nil
 }
 
+// loadBase reads the config file, with the admin address override.
+func (a *Agent) loadBase() (*config.Config, error) {
+	load := config.Load
+	if a.opts.Kubernetes != nil {
+		load = config.LoadKubernetesBase
+	}
+	cfg, err := load(a.opts.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	if a.opts.AdminAddress != "" {
+		cfg.Admin.Address = a.opts.AdminAddress
+	}
+	return cfg, nil
+}
+
+// compose builds the config to serve from the file's config and the
+// latest Kubernetes translation (nil before the first one).
+func (a *Agent) compose(base *config.Config, kube *translate.Result) (*config.Config, error) {
+	if a.opts.Kubernetes == nil {
+		return base, nil
+	}
+	if kube == nil {
+		kube = &translate.Result{}
+	}
+	return translate.Merge(base, kube)
+}
+
+// publishKubernetes serves a new Kubernetes translation. The translator
+// already dropped invalid Services, so a failure here is a bug (or a file
+// route that collides); the previous snapshot keeps serving.
+func (a *Agent) publishKubernetes(res *translate.Result) {
+	a.reload.Lock()
+	defer a.reload.Unlock()
+	cfg, err := a.compose(a.base, res)
+	if err == nil {
+		err = a.apply(cfg, res.Status)
+	}
+	if err != nil {
+		a.metrics.ConfigReloads.WithLabelValues("error").Inc()
+		a.metrics.ConfigReloadErrors.Inc()
+		a.log.Error("kubernetes config rejected; the previous config keeps serving", "err", err.Error())
+		return
+	}
+	a.kube = res
+	a.metrics.ConfigReloads.WithLabelValues("success").Inc()
+	a.metrics.ConfigErrors.Reset()
+	a.metrics.KubernetesServices.Reset()
+	for _, st := range []string{translate.StateServing, translate.StateServingLastGood, translate.StateNotServing} {
+		a.metrics.KubernetesServices.WithLabelValues(st)
+	}
+	for _, st := range res.Status {
+		a.metrics.KubernetesServices.WithLabelValues(st.State).Inc()
+		for _, p := range st.Problems {
+			a.metrics.ConfigErrors.WithLabelValues(st.Namespace, st.Name, p.Reason).Inc()
+		}
+	}
+	a.log.Info("kubernetes config applied", "generation", a.gen.Load(), "services", len(res.Status), "routes", len(res.Routes))
+}
+
 // apply publishes cfg as the next snapshot, or returns why it cannot.
-func (a *Agent) apply(cfg *config.Config) error {
-	snap := &config.Snapshot{Config: cfg, Generation: a.gen.Load() + 1, Source: a.opts.ConfigPath, LoadedAt: time.Now()}
+func (a *Agent) apply(cfg *config.Config, status []translate.ServiceStatus) error {
+	src := a.opts.ConfigPath
+	if a.opts.Kubernetes != nil {
+		src += " + kubernetes"
+	}
+	snap := &config.Snapshot{Config: cfg, Generation: a.gen.Load() + 1, Source: src, LoadedAt: time.Now()}
+	if status != nil {
+		snap.Status = map[string]any{"kubernetes": map[string]any{"services": status}}
+	}
 	if err := a.proxy.Apply(snap); err != nil {
 		return err
 	}
@@ -163,16 +287,26 @@ func (a *Agent) apply(cfg *config.Config) error {
 func (a *Agent) Reload() error {
 	a.reload.Lock()
 	defer a.reload.Unlock()
-	cfg, err := config.Load(a.opts.ConfigPath)
+	base, err := a.loadBase()
 	if err == nil {
-		if a.opts.AdminAddress != "" {
-			cfg.Admin.Address = a.opts.AdminAddress
-		}
-		if cur := a.snap.Load(); cur != nil && cfg.Admin.Address != cur.Config.Admin.Address {
+		if cur := a.snap.Load(); cur != nil && base.Admin.Address != cur.Config.Admin.Address {
 			a.log.Warn("admin.address changes need a restart; keeping the old one", "address", cur.Config.Admin.Address)
-			cfg.Admin.Address = cur.Config.Admin.Address
+			base.Admin.Address = cur.Config.Admin.Address
 		}
-		err = a.apply(cfg)
+		if cur := a.base; cur != nil && a.opts.Kubernetes != nil && !reflect.DeepEqual(base.Kubernetes, cur.Kubernetes) {
+			a.log.Warn("kubernetes settings change on restart; keeping the old ones")
+			base.Kubernetes = cur.Kubernetes
+		}
+		var cfg *config.Config
+		if cfg, err = a.compose(base, a.kube); err == nil {
+			var status []translate.ServiceStatus
+			if a.kube != nil {
+				status = a.kube.Status
+			}
+			if err = a.apply(cfg, status); err == nil {
+				a.base = base
+			}
+		}
 	}
 	if err != nil {
 		a.metrics.ConfigReloads.WithLabelValues("error").Inc()

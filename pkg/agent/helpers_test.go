@@ -194,6 +194,8 @@ type startOpts struct {
 	hidden bool
 	// adminAddress is passed as Options.AdminAddress.
 	adminAddress string
+	// kube runs the agent in Kubernetes mode.
+	kube *agent.KubernetesOptions
 }
 
 // startAgent writes cfg and runs the agent on it until the test ends.
@@ -236,6 +238,7 @@ func startAgent(t *testing.T, cfg string, o startOpts) *harness {
 			Ready:      ready,
 
 			AdminAddress: o.adminAddress,
+			Kubernetes:   o.kube,
 		})
 	}()
 	select {
@@ -243,9 +246,9 @@ func startAgent(t *testing.T, cfg string, o startOpts) *harness {
 	case err := <-h.done:
 		cancel()
 		t.Fatalf("agent.Run returned before ready: %v", err)
-	case <-time.After(10 * time.Second):
+	case <-time.After(30 * time.Second):
 		cancel()
-		t.Fatalf("agent not ready after 10s")
+		t.Fatalf("agent not ready after 30s")
 	}
 	t.Cleanup(func() {
 		if err := h.stop(15 * time.Second); err != nil {
@@ -355,6 +358,16 @@ func (h *harness) debugConfig() debugConfig {
 		h.t.Fatalf("/debug/config is not JSON: %v\n%s", err, r.body)
 	}
 	return dc
+}
+
+// debugConfigRaw returns /debug/config as text.
+func (h *harness) debugConfigRaw() string {
+	h.t.Helper()
+	r := mustGet(h.t, newClient(false), h.adminURL("/debug/config"))
+	if r.status != http.StatusOK {
+		h.t.Fatalf("/debug/config: status %d: %s", r.status, r.body)
+	}
+	return r.body
 }
 
 // waitFor polls cond every 20ms until it holds or timeout passes.

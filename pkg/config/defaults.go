@@ -17,6 +17,7 @@ const (
 	DefaultIdleConnTimeout         = 90 * time.Second
 	DefaultRedirectCode            = 302
 	DefaultTLSMinVersion           = "1.2"
+	DefaultKubernetesDebounce      = 100 * time.Millisecond
 )
 
 // applyDefaults fills empty fields in place; it runs before validation so the
@@ -34,6 +35,7 @@ func applyDefaults(c *Config) {
 		c.Server.AccessLog = &on
 	}
 	setStr(&c.Server.RequestIDHeader, DefaultRequestIDHeader)
+	setDur(&c.Kubernetes.Debounce, DefaultKubernetesDebounce)
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if l.Protocol == "" {

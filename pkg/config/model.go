@@ -12,6 +12,36 @@ type Config struct {
 	Listeners []Listener `yaml:"listeners" json:"listeners"`
 	Routes    []Route    `yaml:"routes" json:"routes"`
 	Clusters  []Cluster  `yaml:"clusters" json:"clusters"`
+	// Kubernetes configures the Kubernetes source (`edge-agent run
+	// --kubeconfig` or in-cluster); standalone mode ignores it.
+	Kubernetes Kubernetes `yaml:"kubernetes" json:"kubernetes"`
+}
+
+// Kubernetes holds the platform team's node-wide settings for the
+// Kubernetes source: which Services it reads and who may claim which host.
+type Kubernetes struct {
+	// Enabled is set by the agent when the Kubernetes source runs; https
+	// listeners may then start without certificates (Secrets supply them).
+	Enabled bool `yaml:"-" json:"enabled"`
+	// Namespaces limits the watch to these namespaces; empty means all.
+	Namespaces []string `yaml:"namespaces" json:"namespaces,omitempty"`
+	// LabelSelector limits the watched Services (Kubernetes selector syntax).
+	LabelSelector string `yaml:"labelSelector" json:"labelSelector,omitempty"`
+	// Listeners are the listener names Service routes attach to; empty means all.
+	Listeners []string `yaml:"listeners" json:"listeners,omitempty"`
+	// Hostnames restricts which namespaces may claim which hostnames. Empty
+	// allows every claim; otherwise a host must match a rule that lists the
+	// Service's namespace.
+	Hostnames []HostnameRule `yaml:"hostnames" json:"hostnames,omitempty"`
+	// Debounce coalesces bursts of changes into one snapshot.
+	Debounce Duration `yaml:"debounce" json:"debounce"`
+}
+
+// HostnameRule lets Namespaces claim hosts matching Hosts (exact names or
+// "*.example.com", which covers every name below example.com).
+type HostnameRule struct {
+	Hosts      []string `yaml:"hosts" json:"hosts"`
+	Namespaces []string `yaml:"namespaces" json:"namespaces"`
 }
 
 // Admin is the operator's HTTP endpoint (metrics, health, debug).
@@ -62,12 +92,18 @@ type ListenerTLS struct {
 	MinVersion string `yaml:"minVersion" json:"minVersion"`
 }
 
-// Certificate is a PEM certificate chain and key. ServerNames, when empty,
-// come from the certificate's DNS SANs.
+// Certificate is a PEM certificate chain and key, from files or (for
+// Kubernetes Secrets) held in memory. ServerNames, when empty, come from the
+// certificate's DNS SANs.
 type Certificate struct {
-	CertFile    string   `yaml:"certFile" json:"certFile"`
-	KeyFile     string   `yaml:"keyFile" json:"keyFile"`
+	CertFile    string   `yaml:"certFile" json:"certFile,omitempty"`
+	KeyFile     string   `yaml:"keyFile" json:"keyFile,omitempty"`
 	ServerNames []string `yaml:"serverNames" json:"serverNames"`
+	// Source names where in-memory PEM came from (e.g. "secret ns/name").
+	Source string `yaml:"-" json:"source,omitempty"`
+	// CertPEM and KeyPEM are never printed: /debug/config must not leak keys.
+	CertPEM []byte `yaml:"-" json:"-"`
+	KeyPEM  []byte `yaml:"-" json:"-"`
 }
 
 // Route sends matching requests to one or more weighted backends, or redirects.
@@ -185,6 +221,20 @@ type Cluster struct {
 	// IdleConnTimeout closes pooled connections unused this long.
 	IdleConnTimeout Duration   `yaml:"idleConnTimeout" json:"idleConnTimeout"`
 	Endpoints       []Endpoint `yaml:"endpoints" json:"endpoints"`
+	// TLS, when set, wraps HTTP/1.1 upstream connections in TLS.
+	TLS *UpstreamTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+}
+
+// UpstreamTLS verifies the endpoints' certificates: against CAFile (or
+// in-memory CAPEM from a Kubernetes Secret), else the system roots, for
+// ServerName.
+type UpstreamTLS struct {
+	// ServerName is sent as SNI and must be in the endpoint's certificate.
+	ServerName string `yaml:"serverName" json:"serverName"`
+	CAFile     string `yaml:"caFile,omitempty" json:"caFile,omitempty"`
+	// CASource names where CAPEM came from (e.g. "secret ns/name").
+	CASource string `yaml:"-" json:"caSource,omitempty"`
+	CAPEM    []byte `yaml:"-" json:"-"`
 }
 
 // Endpoint is one upstream address (IP:port or host:port).

@@ -9,4 +9,7 @@ type Snapshot struct {
 	Generation uint64    `json:"generation"`
 	Source     string    `json:"source"`
 	LoadedAt   time.Time `json:"loadedAt"`
+	// Status is the source's report on its inputs (for Kubernetes: the
+	// state of every annotated Service), shown on /debug/config.
+	Status any `json:"status,omitempty"`
 }

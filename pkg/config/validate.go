@@ -7,6 +7,7 @@ import (
 	"regexp/syntax"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Limits that keep one bad route from costing everyone CPU or memory.
@@ -24,7 +25,8 @@ func Validate(c *Config) error {
 	var e errs
 	validateAdmin(&e, c)
 	validateServer(&e, c)
-	listeners := validateListeners(&e, c.Listeners)
+	listeners := validateListeners(&e, c.Listeners, c.Kubernetes.Enabled)
+	validateKubernetes(&e, &c.Kubernetes, listeners)
 	clusters := validateClusters(&e, c.Clusters)
 	validateRoutes(&e, c.Routes, listeners, clusters)
 	return e.err()
@@ -49,7 +51,9 @@ func validateServer(e *errs, c *Config) {
 	}
 }
 
-func validateListeners(e *errs, ls []Listener) map[string]bool {
+// validateListeners checks ls; with certsFromSource (Kubernetes mode) an
+// https listener may start without certificates, since Secrets supply them.
+func validateListeners(e *errs, ls []Listener, certsFromSource bool) map[string]bool {
 	names := map[string]bool{}
 	addrs := map[string]string{}
 	if len(ls) == 0 {
@@ -71,7 +75,7 @@ func validateListeners(e *errs, ls []Listener) map[string]bool {
 				e.add(p+".tls", "only allowed with protocol https")
 			}
 		case ListenerHTTPS:
-			if l.TLS == nil || len(l.TLS.Certificates) == 0 {
+			if l.TLS == nil || (len(l.TLS.Certificates) == 0 && !certsFromSource) {
 				e.add(p+".tls.certificates", "protocol https needs at least one certificate")
 			}
 		default:
@@ -83,10 +87,10 @@ func validateListeners(e *errs, ls []Listener) map[string]bool {
 			}
 			for j, cert := range l.TLS.Certificates {
 				cp := idx(p+".tls.certificates", j)
-				if cert.CertFile == "" {
+				if len(cert.CertPEM) == 0 && cert.CertFile == "" {
 					e.add(cp+".certFile", "is required")
 				}
-				if cert.KeyFile == "" {
+				if len(cert.KeyPEM) == 0 && cert.KeyFile == "" {
 					e.add(cp+".keyFile", "is required")
 				}
 				for k, h := range cert.ServerNames {
@@ -98,6 +102,49 @@ func validateListeners(e *errs, ls []Listener) map[string]bool {
 		}
 	}
 	return names
+}
+
+func validateKubernetes(e *errs, k *Kubernetes, listeners map[string]bool) {
+	for i, ns := range k.Namespaces {
+		if err := checkDNSLabel(ns); err != nil {
+			e.add(idx("kubernetes.namespaces", i), "%v", err)
+		}
+	}
+	for i, l := range k.Listeners {
+		if !listeners[l] {
+			e.add(idx("kubernetes.listeners", i), "no listener named %q", l)
+		}
+	}
+	for i, r := range k.Hostnames {
+		p := idx("kubernetes.hostnames", i)
+		if len(r.Hosts) == 0 {
+			e.add(p+".hosts", "at least one host is required")
+		}
+		for j, h := range r.Hosts {
+			if err := checkHostPattern(h); err != nil {
+				e.add(idx(p+".hosts", j), "%v", err)
+			}
+		}
+		if len(r.Namespaces) == 0 {
+			e.add(p+".namespaces", "at least one namespace is required")
+		}
+		for j, ns := range r.Namespaces {
+			if err := checkDNSLabel(ns); err != nil {
+				e.add(idx(p+".namespaces", j), "%v", err)
+			}
+		}
+	}
+	if d := k.Debounce.D(); d < 0 || d > 10*time.Second {
+		e.add("kubernetes.debounce", "must be between 0s and 10s, got %s", d)
+	}
+}
+
+// checkDNSLabel accepts RFC 1123 labels, the form of namespace names.
+func checkDNSLabel(s string) error {
+	if len(s) == 0 || len(s) > 63 || strings.Contains(s, ".") || checkHostname(s) != nil {
+		return fmt.Errorf("%q is not a valid namespace name", s)
+	}
+	return nil
 }
 
 func validateClusters(e *errs, cs []Cluster) map[string]bool {
@@ -117,6 +164,14 @@ func validateClusters(e *errs, cs []Cluster) map[string]bool {
 		}
 		if c.MaxIdleConnsPerEndpoint < 0 || c.MaxIdleConnsPerEndpoint > 65536 {
 			e.add(p+".maxIdleConnsPerEndpoint", "must be between 0 and 65536, got %d", c.MaxIdleConnsPerEndpoint)
+		}
+		if t := c.TLS; t != nil {
+			if c.Protocol != UpstreamHTTP1 {
+				e.add(p+".tls", "TLS to upstreams is supported with protocol http1 only")
+			}
+			if err := checkHostname(t.ServerName); err != nil {
+				e.add(p+".tls.serverName", "%v", err)
+			}
 		}
 		seen := map[string]bool{}
 		for j, ep := range c.Endpoints {

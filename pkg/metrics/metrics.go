@@ -28,6 +28,10 @@ type Metrics struct {
 	ConfigReloads      *prometheus.CounterVec
 	ConfigReloadErrors prometheus.Counter
 	ConfigLastSuccess  prometheus.Gauge
+	// ConfigErrors counts each Kubernetes Service's current problems.
+	ConfigErrors *prometheus.GaugeVec
+	// KubernetesServices counts annotated Services by state.
+	KubernetesServices *prometheus.GaugeVec
 }
 
 // New creates and registers all collectors.
@@ -75,6 +79,14 @@ func New() *Metrics {
 			Name: "edge_agent_config_reload_errors_total",
 			Help: "Config reloads rejected because the new config was invalid; the old one kept serving.",
 		}),
+		ConfigErrors: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_config_errors",
+			Help: "Current problems with a Kubernetes Service's edge-agent.io annotations, by namespace, service and reason.",
+		}, []string{"namespace", "service", "reason"}),
+		KubernetesServices: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_kubernetes_services",
+			Help: "Annotated Kubernetes Services, by state (serving, serving-last-good, not-serving).",
+		}, []string{"state"}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edge_agent_config_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful config load.",
@@ -82,7 +94,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.DownstreamActive, m.DownstreamTotal,
 		m.UpstreamActive, m.UpstreamConnects, m.UpstreamRequests, m.ConfigGeneration, m.ConfigReloads,
-		m.ConfigReloadErrors, m.ConfigLastSuccess,
+		m.ConfigReloadErrors, m.ConfigLastSuccess, m.ConfigErrors, m.KubernetesServices,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -35,7 +35,9 @@ type listenerMode struct {
 }
 
 // certStore picks a certificate by SNI: exact name, then wildcard, then the
-// first certificate as the default.
+// first file certificate as the default. Certificates from Kubernetes Secrets
+// never become the default: one team's certificate must not answer for
+// names it does not cover.
 type certStore struct {
 	exact    map[string]*tls.Certificate
 	wildcard map[string]*tls.Certificate
@@ -52,7 +54,13 @@ func loadCerts(path string, t *config.ListenerTLS) (*certStore, error) {
 	}
 	for i, c := range t.Certificates {
 		p := fmt.Sprintf("%s.tls.certificates[%d]", path, i)
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		var cert tls.Certificate
+		var err error
+		if len(c.CertPEM) > 0 {
+			cert, err = tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+		} else {
+			cert, err = tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		}
 		if err != nil {
 			return nil, config.Errors{{Path: p, Reason: err.Error()}}
 		}
@@ -73,7 +81,7 @@ func loadCerts(path string, t *config.ListenerTLS) (*certStore, error) {
 				cs.exact[n] = &cert
 			}
 		}
-		if cs.def == nil {
+		if cs.def == nil && len(c.CertPEM) == 0 {
 			cs.def = &cert
 		}
 	}

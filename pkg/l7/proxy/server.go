@@ -83,6 +83,13 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 			certs[l.Name] = cs
 		}
 	}
+	for i := range cfg.Clusters {
+		if t := cfg.Clusters[i].TLS; t != nil {
+			if err := upstream.CheckTLS(t); err != nil {
+				return config.Errors{{Path: fmt.Sprintf("clusters[%d].tls", i), Reason: err.Error()}}
+			}
+		}
+	}
 	s.mu.Lock()
 	old := s.listeners
 	s.mu.Unlock()

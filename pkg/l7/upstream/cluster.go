@@ -6,6 +6,7 @@ package upstream
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -37,6 +38,9 @@ type settings struct {
 	idleTimeout    time.Duration
 	maxIdle        int
 	stats          clusterStats
+	// tls wraps connections when the cluster says so; set after settings
+	// are compared, since it is rebuilt from config each time.
+	tls *tls.Config
 }
 
 type clusterStats struct {
@@ -130,7 +134,12 @@ func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
 	}
 	c := &Cluster{Name: cfg.Name, Protocol: cfg.Protocol, cfg: cfg}
 	reuse := map[string]*Endpoint{}
-	if old != nil && *old.settings == *s && old.Protocol == cfg.Protocol {
+	if cfg.TLS != nil {
+		// An unusable CA fails closed: no handshake verifies. Apply checks
+		// the CA (CheckTLS) before it gets here.
+		s.tls, _ = ClientTLS(cfg.TLS)
+	}
+	if old != nil && sameSettings(old.settings, s) && old.Protocol == cfg.Protocol && reflect.DeepEqual(old.cfg.TLS, cfg.TLS) {
 		s = old.settings
 		for _, e := range old.eps {
 			reuse[e.Address] = e
@@ -150,6 +159,14 @@ func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
 		c.h2 = newH2CTransport(s)
 	}
 	return c
+}
+
+// sameSettings compares everything but the TLS config, which is rebuilt
+// from config each time (the caller compares the config instead).
+func sameSettings(a, b *settings) bool {
+	x, y := *a, *b
+	x.tls, y.tls = nil, nil
+	return x == y
 }
 
 // newH2CTransport is net/http's HTTP/2 client restricted to cleartext

@@ -3,6 +3,7 @@ package upstream
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"net"
 	"sync"
 	"syscall"
@@ -73,6 +74,15 @@ func (e *Endpoint) dial(ctx context.Context) (*Conn, error) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
+	if c.tls != nil {
+		tc, err := handshake(ctx, nc, c.tls, c.connectTimeout)
+		if err != nil {
+			nc.Close()
+			c.stats.connectErrors.Inc()
+			return nil, &Error{Kind: ConnectFailure, Err: err}
+		}
+		nc = tc
+	}
 	c.stats.connectOK.Inc()
 	c.stats.open.Inc()
 	return &Conn{
@@ -92,6 +102,9 @@ const probeAfter = time.Second
 func (c *Conn) alive() bool {
 	if c.br.Buffered() > 0 {
 		return false // unsolicited bytes: the connection is out of step
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		return c.tlsAlive(tc)
 	}
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {

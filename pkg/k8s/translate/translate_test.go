@@ -1,0 +1,308 @@
+package translate
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/edge-agent/edge-agent/pkg/config"
+)
+
+var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+type world struct{ in *Input }
+
+func newWorld() *world {
+	return &world{in: &Input{
+		Services: map[NamespacedName]*corev1.Service{},
+		Slices:   map[NamespacedName][]*discoveryv1.EndpointSlice{},
+		Secrets:  map[NamespacedName]*corev1.Secret{},
+	}}
+}
+
+// service adds a Service created age minutes after epoch, with one port 80
+// named "http" unless ports are given.
+func (w *world) service(ns, name string, age int, annots map[string]string, ports ...corev1.ServicePort) *corev1.Service {
+	if len(ports) == 0 {
+		ports = []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}
+	}
+	s := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(ns + "/" + name),
+			CreationTimestamp: metav1.NewTime(epoch.Add(time.Duration(age) * time.Minute)), Annotations: annots},
+		Spec: corev1.ServiceSpec{Ports: ports},
+	}
+	w.in.Services[NamespacedName{ns, name}] = s
+	return s
+}
+
+type ep struct {
+	addr        string
+	ready, term bool
+}
+
+func (w *world) slice(ns, svc, port string, num int32, eps ...ep) {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: svc + "-x", Labels: map[string]string{discoveryv1.LabelServiceName: svc}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &port, Port: &num}},
+	}
+	for _, e := range eps {
+		ready, term := e.ready, e.term
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{Addresses: []string{e.addr},
+			Conditions: discoveryv1.EndpointConditions{Ready: &ready, Serving: &ready, Terminating: &term}})
+	}
+	w.in.Slices[NamespacedName{ns, svc}] = append(w.in.Slices[NamespacedName{ns, svc}], s)
+}
+
+func status(t *testing.T, r *Result, ns, name string) ServiceStatus {
+	t.Helper()
+	for _, s := range r.Status {
+		if s.Namespace == ns && s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no status for %s/%s in %+v", ns, name, r.Status)
+	return ServiceStatus{}
+}
+
+func route(r *Result, name string) *config.Route {
+	for i := range r.Routes {
+		if r.Routes[i].Name == name {
+			return &r.Routes[i]
+		}
+	}
+	return nil
+}
+
+func cluster(r *Result, name string) *config.Cluster {
+	for i := range r.Clusters {
+		if r.Clusters[i].Name == name {
+			return &r.Clusters[i]
+		}
+	}
+	return nil
+}
+
+func TestTranslateServiceRoutesAndEndpoints(t *testing.T) {
+	w := newWorld()
+	w.service("shop", "web", 0, map[string]string{
+		"edge-agent.io/hosts":           "shop.example.com",
+		"edge-agent.io/api.path-prefix": "/api",
+		"edge-agent.io/api.port":        "grpc",
+		"edge-agent.io/port":            "http",
+	}, corev1.ServicePort{Name: "http", Port: 80}, corev1.ServicePort{Name: "grpc", Port: 9000, AppProtocol: strp("kubernetes.io/h2c")})
+	w.service("shop", "plain", 0, nil) // no annotations: not exposed
+	w.slice("shop", "web", "http", 8080, ep{"10.0.0.1", true, false}, ep{"10.0.0.2", false, false}, ep{"10.0.0.3", true, true})
+	w.slice("shop", "web", "grpc", 9090, ep{"10.0.0.1", true, false})
+
+	res := New(config.Kubernetes{}).Translate(w.in)
+	if len(res.Status) != 1 {
+		t.Fatalf("want only the annotated Service, got %+v", res.Status)
+	}
+	if st := status(t, res, "shop", "web"); st.State != StateServing || len(st.Problems) != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	def := route(res, "k8s:shop/web/default")
+	api := route(res, "k8s:shop/web/api")
+	if def == nil || api == nil {
+		t.Fatalf("routes = %+v", res.Routes)
+	}
+	if def.Backends[0].Cluster != "k8s:shop/web:http" || api.Backends[0].Cluster != "k8s:shop/web:grpc" {
+		t.Errorf("backends: %+v %+v", def.Backends, api.Backends)
+	}
+	http := cluster(res, "k8s:shop/web:http")
+	// Not ready and terminating endpoints take no new requests.
+	if http == nil || len(http.Endpoints) != 1 || http.Endpoints[0].Address != "10.0.0.1:8080" || http.Protocol != config.UpstreamHTTP1 {
+		t.Errorf("http cluster = %+v", http)
+	}
+	if g := cluster(res, "k8s:shop/web:grpc"); g == nil || g.Protocol != config.UpstreamH2C || g.Endpoints[0].Address != "10.0.0.1:9090" {
+		t.Errorf("grpc cluster = %+v", g)
+	}
+	base := &config.Config{Listeners: []config.Listener{{Name: "http", Address: "127.0.0.1:8080"}}}
+	if err := config.Finalize(base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merge(base, res); err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+}
+
+func TestInvalidServiceKeepsLastGoodAndOthersServe(t *testing.T) {
+	w := newWorld()
+	a := w.service("team-a", "a", 0, map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timeout": "5s"})
+	w.service("team-b", "b", 1, map[string]string{"edge-agent.io/hosts": "b.example.com"})
+	tr := New(config.Kubernetes{})
+	if res := tr.Translate(w.in); len(res.Routes) != 2 {
+		t.Fatalf("routes = %+v", res.Routes)
+	}
+	a.Annotations = map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timeout": "5 seconds"}
+	res := tr.Translate(w.in)
+	st := status(t, res, "team-a", "a")
+	if st.State != StateServingLastGood || len(st.Problems) != 1 || st.Problems[0].Reason != ReasonInvalidAnnotation || !strings.HasPrefix(st.Problems[0].Message, "edge-agent.io/timeout: ") {
+		t.Fatalf("status = %+v", st)
+	}
+	if r := route(res, "k8s:team-a/a/default"); r == nil || r.Timeout.D() != 5*time.Second {
+		t.Fatalf("last good route = %+v", r)
+	}
+	if status(t, res, "team-b", "b").State != StateServing || route(res, "k8s:team-b/b/default") == nil {
+		t.Fatal("team b affected")
+	}
+	// A Service that was never valid serves nothing.
+	w.service("team-c", "c", 2, map[string]string{"edge-agent.io/hosts": "c.example.com", "edge-agent.io/nope": "1"})
+	res = tr.Translate(w.in)
+	if st := status(t, res, "team-c", "c"); st.State != StateNotServing || route(res, "k8s:team-c/c/default") != nil {
+		t.Fatalf("status = %+v", st)
+	}
+	// Endpoint changes still reach a Service serving its last good config.
+	w.slice("team-a", "a", "http", 8080, ep{"10.1.0.1", true, false})
+	res = tr.Translate(w.in)
+	if c := cluster(res, "k8s:team-a/a:http"); c == nil || len(c.Endpoints) != 1 {
+		t.Fatalf("cluster = %+v", c)
+	}
+}
+
+func TestConflictOldestWins(t *testing.T) {
+	w := newWorld()
+	w.service("ns2", "young", 5, map[string]string{"edge-agent.io/hosts": "shared.example.com,young.example.com"})
+	w.service("ns1", "old", 1, map[string]string{"edge-agent.io/hosts": "shared.example.com"})
+	w.service("ns1", "other-path", 9, map[string]string{"edge-agent.io/hosts": "shared.example.com", "edge-agent.io/path-prefix": "/other"})
+	res := New(config.Kubernetes{}).Translate(w.in)
+	if r := route(res, "k8s:ns1/old/default"); r == nil || strings.Join(r.Hosts, ",") != "shared.example.com" {
+		t.Fatalf("winner route = %+v", r)
+	}
+	if r := route(res, "k8s:ns2/young/default"); r == nil || strings.Join(r.Hosts, ",") != "young.example.com" {
+		t.Fatalf("loser keeps only its own host: %+v", r)
+	}
+	st := status(t, res, "ns2", "young")
+	if len(st.Problems) != 1 || st.Problems[0].Reason != ReasonRouteConflict || !strings.Contains(st.Problems[0].Message, "ns1/old") {
+		t.Fatalf("loser status = %+v", st)
+	}
+	if st := status(t, res, "ns1", "other-path"); len(st.Problems) != 0 {
+		t.Fatalf("a different path is no conflict: %+v", st)
+	}
+	// Same creation time: namespace/name decides, on every node.
+	w2 := newWorld()
+	w2.service("b", "x", 0, map[string]string{"edge-agent.io/hosts": "t.example.com"})
+	w2.service("a", "x", 0, map[string]string{"edge-agent.io/hosts": "t.example.com"})
+	res = New(config.Kubernetes{}).Translate(w2.in)
+	if route(res, "k8s:a/x/default") == nil || route(res, "k8s:b/x/default") != nil {
+		t.Fatalf("routes = %+v", res.Routes)
+	}
+	if st := status(t, res, "b", "x"); st.State != StateNotServing {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func TestHostnamePolicy(t *testing.T) {
+	w := newWorld()
+	w.service("shop", "web", 0, map[string]string{"edge-agent.io/hosts": "shop.example.com,*.shop.example.com"})
+	w.service("blog", "web", 0, map[string]string{"edge-agent.io/hosts": "shop.example.com,blog.example.com"})
+	res := New(config.Kubernetes{Hostnames: []config.HostnameRule{
+		{Hosts: []string{"shop.example.com", "*.shop.example.com"}, Namespaces: []string{"shop"}},
+		{Hosts: []string{"blog.example.com"}, Namespaces: []string{"blog"}},
+	}}).Translate(w.in)
+	if r := route(res, "k8s:shop/web/default"); r == nil || len(r.Hosts) != 2 {
+		t.Fatalf("shop = %+v", r)
+	}
+	if r := route(res, "k8s:blog/web/default"); r == nil || strings.Join(r.Hosts, ",") != "blog.example.com" {
+		t.Fatalf("blog = %+v", r)
+	}
+	st := status(t, res, "blog", "web")
+	if len(st.Problems) != 1 || st.Problems[0].Reason != ReasonHostnameNotAllowed {
+		t.Fatalf("blog status = %+v", st)
+	}
+	for _, tc := range []struct {
+		host, pattern string
+		want          bool
+	}{
+		{"a.example.com", "*.example.com", true}, {"*.a.example.com", "*.example.com", true},
+		{"*.example.com", "*.example.com", true}, {"example.com", "*.example.com", false},
+		{"*.com", "*.example.com", false}, {"a.example.com", "a.example.com", true}, {"xa.example.com", "a.example.com", false},
+	} {
+		if got := hostCovered(tc.host, tc.pattern); got != tc.want {
+			t.Errorf("hostCovered(%s, %s) = %v", tc.host, tc.pattern, got)
+		}
+	}
+}
+
+func TestCanary(t *testing.T) {
+	w := newWorld()
+	w.service("shop", "web", 0, map[string]string{
+		"edge-agent.io/hosts":          "shop.example.com",
+		"edge-agent.io/canary-service": "web-v2",
+		"edge-agent.io/canary-weight":  "10",
+		"edge-agent.io/canary-header":  "X-Beta: yes",
+		"edge-agent.io/canary-cookie":  "beta: 1",
+	})
+	w.service("shop", "web-v2", 1, nil)
+	res := New(config.Kubernetes{}).Translate(w.in)
+	main := route(res, "k8s:shop/web/default")
+	if main == nil || len(main.Backends) != 2 || *main.Backends[0].Weight != 90 || *main.Backends[1].Weight != 10 || main.Backends[1].Cluster != "k8s:shop/web-v2:http" {
+		t.Fatalf("main = %+v", main)
+	}
+	hdr := route(res, "k8s:shop/web/default/canary-header")
+	if hdr == nil || len(hdr.Backends) != 1 || hdr.Backends[0].Cluster != "k8s:shop/web-v2:http" || hdr.Match.Headers[0] != (config.ValueMatch{Name: "X-Beta", Exact: "yes"}) {
+		t.Fatalf("header route = %+v", hdr)
+	}
+	if ck := route(res, "k8s:shop/web/default/canary-cookie"); ck == nil || ck.Match.Cookies[0] != (config.ValueMatch{Name: "beta", Exact: "1"}) {
+		t.Fatalf("cookie route = %+v", ck)
+	}
+	if st := status(t, res, "shop", "web"); len(st.Problems) != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	// A canary in another namespace (or missing) is an error on the key.
+	w.service("shop", "web", 0, map[string]string{"edge-agent.io/hosts": "shop.example.com", "edge-agent.io/canary-service": "gone", "edge-agent.io/canary-weight": "10"})
+	res = New(config.Kubernetes{}).Translate(w.in)
+	if st := status(t, res, "shop", "web"); st.State != StateNotServing || !strings.HasPrefix(st.Problems[0].Message, "edge-agent.io/canary-service: ") {
+		t.Fatalf("status = %+v", st)
+	}
+}
+
+func TestServiceLevelErrors(t *testing.T) {
+	w := newWorld()
+	w.service("a", "two-ports", 0, map[string]string{"edge-agent.io/hosts": "a.example.com"},
+		corev1.ServicePort{Name: "http", Port: 80}, corev1.ServicePort{Name: "admin", Port: 81})
+	w.service("a", "tls-upstream", 0, map[string]string{"edge-agent.io/hosts": "b.example.com", "edge-agent.io/backend-ca-secret": "missing"},
+		corev1.ServicePort{Name: "https", Port: 443, AppProtocol: strp("https")})
+	w.service("a", "odd-protocol", 0, map[string]string{"edge-agent.io/hosts": "e.example.com"},
+		corev1.ServicePort{Name: "x", Port: 443, AppProtocol: strp("example.com/quic")})
+	w.service("a", "tls-system-roots", 0, map[string]string{"edge-agent.io/hosts": "f.example.com"},
+		corev1.ServicePort{Name: "https", Port: 443, AppProtocol: strp("kubernetes.io/wss")})
+	w.service("a", "rewrite", 0, map[string]string{"edge-agent.io/hosts": "c.example.com", "edge-agent.io/rewrite-prefix": "/x", "edge-agent.io/path-exact": "/y"})
+	w.service("a", "no-secret", 0, map[string]string{"edge-agent.io/hosts": "d.example.com", "edge-agent.io/tls-secret": "missing"})
+	res := New(config.Kubernetes{}).Translate(w.in)
+	for _, tc := range []struct{ name, reason, msg string }{
+		{"two-ports", ReasonInvalidAnnotation, "edge-agent.io/port: the Service has 2 ports"},
+		{"tls-upstream", ReasonInvalidTLSSecret, "edge-agent.io/backend-ca-secret: secret a/missing not found"},
+		{"odd-protocol", ReasonUnsupportedProtocol, `appProtocol "example.com/quic" is not one edge-agent speaks`},
+		{"rewrite", ReasonInvalidAnnotation, "edge-agent.io/rewrite-prefix: needs a match.path.prefix"},
+		{"no-secret", ReasonInvalidTLSSecret, "edge-agent.io/tls-secret: Secret a/missing not found"},
+	} {
+		st := status(t, res, "a", tc.name)
+		if len(st.Problems) == 0 || st.Problems[0].Reason != tc.reason || !strings.Contains(st.Problems[0].Message, tc.msg) {
+			t.Errorf("%s: status = %+v", tc.name, st)
+		}
+	}
+	if c := cluster(res, "k8s:a/tls-system-roots:https"); c == nil || c.TLS == nil || c.TLS.ServerName != "tls-system-roots.a.svc" || c.Protocol != config.UpstreamHTTP1 {
+		t.Errorf("wss cluster = %+v", c)
+	}
+	// A missing Secret still serves plaintext routes.
+	if st := status(t, res, "a", "no-secret"); st.State != StateServing {
+		t.Errorf("no-secret state = %s", st.State)
+	}
+}
+
+func TestMergeRejectsReservedFileNames(t *testing.T) {
+	base := &config.Config{Listeners: []config.Listener{{Name: "http", Address: "127.0.0.1:8080"}},
+		Clusters: []config.Cluster{{Name: "k8s:x"}}}
+	if _, err := Merge(base, &Result{}); err == nil || !strings.Contains(err.Error(), "reserved") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func strp(s string) *string { return &s }
