@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
-	"github.com/edge-agent/edge-agent/pkg/metrics"
 	"github.com/edge-agent/edge-agent/pkg/l7/proxy"
+	"github.com/edge-agent/edge-agent/pkg/metrics"
 )
 
 // tlsBackend is an HTTPS server (httptest's certificate, valid for
