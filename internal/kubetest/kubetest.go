@@ -8,9 +8,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -24,11 +22,14 @@ import (
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/edge-agent/edge-agent/internal/testproc"
 )
 
 const (
 	readyTimeout = 60 * time.Second
 	stopGrace    = 5 * time.Second
+	logTail      = 30 // lines of a process log in error messages
 	adminToken   = "kubetest-admin-token"
 )
 
@@ -39,7 +40,7 @@ type Env struct {
 	Client     kubernetes.Interface // built from Config
 
 	dir   string
-	procs []*proc // started order; stopped in reverse
+	procs []*testproc.Proc // started order; stopped in reverse
 }
 
 // Start starts a fresh env for one test and stops it in t.Cleanup.
@@ -72,7 +73,7 @@ func StartMain() (*Env, func(), error) {
 }
 
 func (e *Env) start(bin string) error {
-	ports, err := freePorts(3)
+	ports, err := testproc.FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -97,7 +98,7 @@ func (e *Env) start(bin string) error {
 	// The API server retries etcd, but a dead etcd (e.g. port taken) is
 	// clearer reported here than as an apiserver time-out.
 	if err := waitReady(http.DefaultClient, etcdURL+"/health", etcd); err != nil {
-		return fmt.Errorf("etcd: %w\n%s", err, etcd.tail())
+		return fmt.Errorf("etcd: %w\n%s", err, etcd.Tail(logTail))
 	}
 
 	files, err := writeCredentials(e.dir)
@@ -145,7 +146,7 @@ func (e *Env) start(bin string) error {
 		return fmt.Errorf("http client: %w", err)
 	}
 	if err := waitReady(hc, server+"/readyz", api); err != nil {
-		return fmt.Errorf("kube-apiserver: %w\n%s", err, api.tail())
+		return fmt.Errorf("kube-apiserver: %w\n%s", err, api.Tail(logTail))
 	}
 	if e.Client, err = kubernetes.NewForConfig(e.Config); err != nil {
 		return fmt.Errorf("client: %w", err)
@@ -161,71 +162,24 @@ func (e *Env) start(bin string) error {
 // removes the temp dir.
 func (e *Env) stop() {
 	for i := len(e.procs) - 1; i >= 0; i-- {
-		e.procs[i].stop()
+		e.procs[i].Stop(stopGrace)
 	}
 	os.RemoveAll(e.dir)
 }
 
-// proc is a child process whose output goes to a log file.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when the process has exited
-	err  error         // exit status, valid after done
-}
-
-func (e *Env) run(path, name string, args ...string) (*proc, error) {
-	logPath := filepath.Join(e.dir, name+".log")
-	f, err := os.Create(logPath)
+// run starts a child process logging to <dir>/<name>.log and adds it to
+// e.procs so stop ends it.
+func (e *Env) run(path, name string, args ...string) (*testproc.Proc, error) {
+	p, err := testproc.Start(name, filepath.Join(e.dir, name+".log"), path, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%s log: %w", name, err)
+		return nil, err
 	}
-	defer f.Close() // the child holds its own copy
-	cmd := exec.Command(path, args...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// Pdeathsig kills the child if the test binary dies without cleanup
-	// (e.g. a go test time-out panic). Its own process group keeps a
-	// terminal ^C from reaching it before we stop it in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	e.procs = append(e.procs, p)
 	return p, nil
 }
 
-func (p *proc) stop() {
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopGrace):
-		p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-// tail returns the last lines of the process log for error messages.
-func (p *proc) tail() string {
-	const n = 30
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return fmt.Sprintf("(%s log: %v)", p.name, err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return fmt.Sprintf("--- last %d lines of %s ---\n%s", len(lines), p.log, strings.Join(lines, "\n"))
-}
-
 // waitReady polls url until it answers 200, p exits, or readyTimeout passes.
-func waitReady(hc *http.Client, url string, p *proc) error {
+func waitReady(hc *http.Client, url string, p *testproc.Proc) error {
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
 	var last error
@@ -235,8 +189,8 @@ func waitReady(hc *http.Client, url string, p *proc) error {
 			return nil
 		}
 		select {
-		case <-p.done:
-			return fmt.Errorf("exited before ready: %v", p.err)
+		case <-p.Done():
+			return fmt.Errorf("exited before ready: %v", p.Err())
 		case <-ctx.Done():
 			return fmt.Errorf("not ready after %v: %w", readyTimeout, last)
 		case <-time.After(100 * time.Millisecond):
@@ -262,27 +216,6 @@ func probe(ctx context.Context, hc *http.Client, url string) error {
 		return fmt.Errorf("%s: %s: %s", url, resp.Status, strings.TrimSpace(body.String()))
 	}
 	return nil
-}
-
-// freePorts returns n distinct free loopback ports. All listeners stay open
-// until all ports are picked so the kernel can't hand one out twice.
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 var binaries = sync.OnceValues(findBinaries)
@@ -345,18 +278,9 @@ func buildBinaries() (string, error) {
 }
 
 func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
+	root, err := testproc.ModuleRoot()
 	if err != nil {
-		return "", fmt.Errorf("working dir: %w", err)
+		return "", fmt.Errorf("%w; set KUBE_TESTENV_DIR", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory; set KUBE_TESTENV_DIR")
-		}
-		dir = parent
-	}
+	return root, nil
 }

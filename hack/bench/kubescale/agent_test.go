@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,9 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edge-agent/edge-agent/internal/testproc"
 )
 
 const (
@@ -28,13 +28,9 @@ const (
 
 // agentProc is the edge-agent binary running as a subprocess.
 type agentProc struct {
-	cmd    *exec.Cmd
-	pid    int
-	admin  string // host:port of the admin server
-	listen string // host:port of the HTTP listener
-	log    string // stderr (and stdout) of the agent
-	done   chan struct{}
-	err    error // exit status, valid after done
+	proc   *testproc.Proc // its log holds the agent's stderr (and stdout)
+	admin  string         // host:port of the admin server
+	listen string         // host:port of the HTTP listener
 }
 
 // startAgent builds cmd/edge-agent, runs it in Kubernetes mode against
@@ -42,15 +38,13 @@ type agentProc struct {
 func startAgent(t *testing.T, kubeconfig, outDir string) *agentProc {
 	t.Helper()
 	bin := buildAgent(t)
-	ports, err := freePorts(2)
+	ports, err := testproc.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
 	a := &agentProc{
 		admin:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])),
 		listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[1])),
-		log:    filepath.Join(outDir, "agent.log"),
-		done:   make(chan struct{}),
 	}
 	cfg := fmt.Sprintf(`admin:
   address: %s
@@ -67,40 +61,27 @@ kubernetes:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatalf("write agent config: %v", err)
 	}
-	logf, err := os.Create(a.log)
-	if err != nil {
-		t.Fatalf("agent log: %v", err)
-	}
-	defer logf.Close() // the child holds its own copy
-
-	a.cmd = exec.Command(bin, "run", "--config", cfgPath, "--kubeconfig", kubeconfig,
+	a.proc, err = testproc.Start("edge-agent", filepath.Join(outDir, "agent.log"), bin,
+		"run", "--config", cfgPath, "--kubeconfig", kubeconfig,
 		"--log-level", "warn", "--node-name", "bench")
-	a.cmd.Stdout, a.cmd.Stderr = logf, logf
-	// Killed with us if the test binary dies without cleanup (time-out).
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatalf("start edge-agent: %v", err)
+	if err != nil {
+		t.Fatal(err)
 	}
-	a.pid = a.cmd.Process.Pid
-	go func() {
-		a.err = a.cmd.Wait()
-		close(a.done)
-	}()
-	t.Cleanup(a.stop)
+	t.Cleanup(func() { a.proc.Stop(stopGrace) })
 
 	start := time.Now()
 	if err := a.waitReady(); err != nil {
 		t.Fatalf("edge-agent: %v\n%s", err, a.logTail())
 	}
 	t.Logf("edge-agent pid %d ready in %v (listener %s, admin %s, log %s)",
-		a.pid, time.Since(start).Round(time.Millisecond), a.listen, a.admin, a.log)
+		a.proc.Pid(), time.Since(start).Round(time.Millisecond), a.listen, a.admin, a.proc.Log())
 	return a
 }
 
 // buildAgent builds ./cmd/edge-agent from the module root into a temp dir.
 func buildAgent(t *testing.T) string {
 	t.Helper()
-	root, err := moduleRoot()
+	root, err := testproc.ModuleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,23 +92,6 @@ func buildAgent(t *testing.T) string {
 		t.Fatalf("go build ./cmd/edge-agent: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("working dir: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }
 
 func (a *agentProc) waitReady() error {
@@ -143,8 +107,8 @@ func (a *agentProc) waitReady() error {
 			err = fmt.Errorf("/readyz: %s", resp.Status)
 		}
 		select {
-		case <-a.done:
-			return fmt.Errorf("exited before ready: %v", a.err)
+		case <-a.proc.Done():
+			return fmt.Errorf("exited before ready: %v", a.proc.Err())
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -154,29 +118,8 @@ func (a *agentProc) waitReady() error {
 	}
 }
 
-func (a *agentProc) stop() {
-	a.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-a.done:
-	case <-time.After(stopGrace):
-		a.cmd.Process.Kill()
-		<-a.done
-	}
-}
-
 // logTail returns the end of the agent's log for failure messages.
-func (a *agentProc) logTail() string {
-	const n = 40
-	b, err := os.ReadFile(a.log)
-	if err != nil {
-		return fmt.Sprintf("(agent log: %v)", err)
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return fmt.Sprintf("--- last %d lines of %s ---\n%s", len(lines), a.log, strings.Join(lines, "\n"))
-}
+func (a *agentProc) logTail() string { return a.proc.Tail(40) }
 
 // sample is the agent's resource use and config state at one moment.
 type sample struct {
@@ -192,7 +135,7 @@ func (a *agentProc) sample(t *testing.T) sample {
 	t.Helper()
 	s := sample{cpu: a.cpu(t)}
 	var err error
-	if s.peakRSS, s.rss, err = memory(a.pid); err != nil {
+	if s.peakRSS, s.rss, err = memory(a.proc.Pid()); err != nil {
 		t.Fatal(err)
 	}
 	m, err := a.metrics()
@@ -207,7 +150,7 @@ func (a *agentProc) sample(t *testing.T) sample {
 
 func (a *agentProc) cpu(t *testing.T) time.Duration {
 	t.Helper()
-	d, err := cpuTime(a.pid)
+	d, err := cpuTime(a.proc.Pid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,19 +246,4 @@ func (a *agentProc) metrics() (map[string]float64, error) {
 		return nil, fmt.Errorf("read agent metrics: %w", err)
 	}
 	return m, nil
-}
-
-// freePorts returns n distinct free loopback ports (all picked while the
-// others are still held, so the kernel cannot hand one out twice).
-func freePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
