@@ -33,7 +33,7 @@ unit: kube-testenv
 ## test: what CI runs
 test: lint build unit
 
-## generate: regenerate generated code (bpf2go output once bpf/ has programs)
+## generate: rebuild bpf/ with clang into pkg/l4's committed object and Go bindings
 generate:
 	$(GO) generate $(PKGS)
 

@@ -29,6 +29,7 @@ Usage:
   edge-agent run --config FILE [--admin-address ADDR] [--log-level LEVEL]
                  [--kubernetes [--kubeconfig FILE] [--node-name NAME] [--lease-namespace NS]]
   edge-agent validate FILE...
+  edge-agent bpf status|services|backends|conntrack|cleanup [--pin-dir DIR]
   edge-agent version
 `
 
@@ -46,6 +47,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdRun(args[1:], stderr)
 	case "validate":
 		return cmdValidate(args[1:], stdout, stderr)
+	case "bpf":
+		return cmdBPF(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0

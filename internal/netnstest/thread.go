@@ -13,12 +13,16 @@ import (
 )
 
 // Listen opens a TCP listener inside the namespace on addr ("10.a.b.c:port",
-// port 0 allowed). A socket stays in the namespace it was created in, so the
-// listener serves from any goroutine afterwards. It is closed on t.Cleanup.
-func (h *Host) Listen(t testing.TB, addr string) net.Listener {
+// port 0 allowed). It is closed on t.Cleanup.
+func (h *Host) Listen(t testing.TB, addr string) net.Listener { return ListenIn(t, h.Name, addr) }
+
+// ListenIn opens a TCP listener in the named namespace on addr. A socket
+// stays in the namespace it was created in, so the listener serves from any
+// goroutine afterwards. It is closed on t.Cleanup.
+func ListenIn(t testing.TB, netns, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
-	err := h.Run(func() error {
+	err := RunIn(netns, func() error {
 		var lc net.ListenConfig
 		// Go listens with MPTCP by default; a plain TCP socket behaves like
 		// an ordinary backend and can go into a SOCKMAP (see DESIGN.md).
@@ -28,7 +32,7 @@ func (h *Host) Listen(t testing.TB, addr string) net.Listener {
 		return err
 	})
 	if err != nil {
-		t.Fatalf("netnstest: listen on %s in %s: %v", addr, h.Name, err)
+		t.Fatalf("netnstest: listen on %s in %s: %v", addr, netns, err)
 	}
 	t.Cleanup(func() { ln.Close() })
 	return ln

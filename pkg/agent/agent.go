@@ -26,6 +26,7 @@ import (
 	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/k8s/source"
 	"github.com/edge-agent/edge-agent/pkg/k8s/translate"
+	"github.com/edge-agent/edge-agent/pkg/l4"
 	"github.com/edge-agent/edge-agent/pkg/l7/proxy"
 	"github.com/edge-agent/edge-agent/pkg/metrics"
 )
@@ -41,6 +42,9 @@ type Options struct {
 	Ready chan<- *Agent
 	// Kubernetes, when set, adds annotated Services to the file's config.
 	Kubernetes *KubernetesOptions
+	// BPFPinDir is where the L4 data path pins its maps and links
+	// (default l4.DefaultPinDir).
+	BPFPinDir string
 }
 
 // KubernetesOptions configure Kubernetes mode.
@@ -64,6 +68,7 @@ type Agent struct {
 	gen     atomic.Uint64
 	ready   atomic.Bool
 	admin   net.Listener
+	l4      *l4.Manager
 
 	// reload serialises config changes; base and kube are the two inputs
 	// (the file and the latest Kubernetes translation) every snapshot is
@@ -99,6 +104,13 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	a := &Agent{opts: opts, log: log, metrics: metrics.New()}
 	a.proxy = proxy.New(log, accessLog, a.metrics)
+	pinDir := opts.BPFPinDir
+	if pinDir == "" {
+		pinDir = l4.DefaultPinDir
+	}
+	a.l4 = l4.NewManager(log.With("part", "l4"), pinDir)
+	defer a.l4.Close()
+	a.metrics.Registry.MustRegister(l4.NewCollector(a.l4))
 	// abort releases what the proxy holds (bound listeners, the upstream
 	// sweeper) when Run fails before serving.
 	abort := func(err error) error {
@@ -270,12 +282,21 @@ func (a *Agent) apply(cfg *config.Config, status []translate.ServiceStatus) erro
 		src += " + kubernetes"
 	}
 	snap := &config.Snapshot{Config: cfg, Generation: a.gen.Load() + 1, Source: src, LoadedAt: time.Now()}
-	if status != nil {
-		snap.Status = map[string]any{"kubernetes": map[string]any{"services": status}}
-	}
 	if err := a.proxy.Apply(snap); err != nil {
 		return err
 	}
+	// The L4 data path follows the same snapshot. Its failures are the
+	// kernel's (the config is valid): they are logged and counted, and L7
+	// keeps the new snapshot.
+	if err := a.l4.Apply(cfg.L4); err != nil {
+		a.metrics.ConfigReloadErrors.Inc()
+		a.log.Error("L4 data path not updated", "err", err.Error())
+	}
+	st := map[string]any{"l4": a.l4.Status()}
+	if status != nil {
+		st["kubernetes"] = map[string]any{"services": status}
+	}
+	snap.Status = st
 	a.gen.Store(snap.Generation)
 	a.snap.Store(snap)
 	a.metrics.ConfigGeneration.Set(float64(snap.Generation))

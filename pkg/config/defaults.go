@@ -58,6 +58,17 @@ func applyDefaults(c *Config) {
 			}
 		}
 	}
+	for i := range c.L4.Services {
+		sv := &c.L4.Services[i]
+		if sv.Protocol == "" {
+			sv.Protocol = L4TCP
+		}
+		for j := range sv.Backends {
+			if sv.Backends[j].Weight == 0 {
+				sv.Backends[j].Weight = 1
+			}
+		}
+	}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		if cl.Protocol == "" {

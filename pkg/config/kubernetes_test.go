@@ -97,3 +97,48 @@ func TestFinalizeFragment(t *testing.T) {
 		t.Fatal("unknown listener accepted")
 	}
 }
+
+func TestL4Section(t *testing.T) {
+	c := mustParse(t, minimalYAML+`l4:
+  interfaces: [eth0]
+  services:
+    - name: dns
+      address: 10.96.0.10:53
+      protocol: udp
+      backends: [{address: 10.1.0.2:53}, {address: 10.1.0.3:53, weight: 3}]
+    - name: web
+      address: 10.96.0.10:80
+      backends: [{address: 10.1.0.2:8080}]
+`)
+	if s := c.L4.Services; len(s) != 2 || s[1].Protocol != L4TCP || s[0].Backends[0].Weight != 1 || s[0].Backends[1].Weight != 3 {
+		t.Fatalf("l4 = %+v", c.L4)
+	}
+	_, err := Parse([]byte(minimalYAML + `l4:
+  interfaces: ["a/b"]
+  services:
+    - name: a
+      address: vip.example.com:80
+      protocol: sctp
+      backends: [{address: "[::1]:80"}, {address: 10.0.0.1:0}]
+    - name: b
+      address: 10.0.0.9:80
+      backends: [{address: 10.0.0.1:80}, {address: 10.0.0.1:80}]
+    - name: c
+      address: 10.0.0.9:80
+`))
+	var fe Errors
+	if !errors.As(err, &fe) {
+		t.Fatalf("want Errors, got %v", err)
+	}
+	want := map[string]bool{
+		"l4.interfaces[0]": true, "l4.services[0].address": true, "l4.services[0].protocol": true,
+		"l4.services[0].backends[0].address": true, "l4.services[0].backends[1].address": true,
+		"l4.services[1].backends[1].address": true, "l4.services[2].address": true,
+	}
+	for _, e := range fe {
+		delete(want, e.Path)
+	}
+	if len(want) != 0 {
+		t.Fatalf("missing errors for %v in:\n%v", want, err)
+	}
+}

@@ -12,6 +12,8 @@ type Config struct {
 	Listeners []Listener `yaml:"listeners" json:"listeners"`
 	Routes    []Route    `yaml:"routes" json:"routes"`
 	Clusters  []Cluster  `yaml:"clusters" json:"clusters"`
+	// L4 configures the in-kernel (eBPF) load balancer.
+	L4 L4 `yaml:"l4" json:"l4"`
 	// Kubernetes configures the Kubernetes source (`edge-agent run
 	// --kubeconfig` or in-cluster); standalone mode ignores it.
 	Kubernetes Kubernetes `yaml:"kubernetes" json:"kubernetes"`
@@ -242,4 +244,31 @@ type Endpoint struct {
 	Address string `yaml:"address" json:"address"`
 	// Weight defaults to 1 (used by round_robin and random).
 	Weight int `yaml:"weight,omitempty" json:"weight,omitempty"`
+}
+
+// L4 holds the services the eBPF program balances inside the kernel, with
+// no userspace hop.
+type L4 struct {
+	// Interfaces are where the TC program attaches (ingress); empty means
+	// the interface of the default route.
+	Interfaces []string    `yaml:"interfaces" json:"interfaces,omitempty"`
+	Services   []L4Service `yaml:"services" json:"services,omitempty"`
+}
+
+// L4Protocol is the transport an L4 service balances.
+type L4Protocol string
+
+const (
+	L4TCP L4Protocol = "tcp"
+	L4UDP L4Protocol = "udp"
+)
+
+// L4Service balances connections to Address (VIP:port) over Backends by
+// Maglev consistent hashing.
+type L4Service struct {
+	Name     string     `yaml:"name" json:"name"`
+	Address  string     `yaml:"address" json:"address"`
+	Protocol L4Protocol `yaml:"protocol" json:"protocol"`
+	// Backends are IPv4:port; Weight scales a backend's share (default 1).
+	Backends []Endpoint `yaml:"backends" json:"backends"`
 }

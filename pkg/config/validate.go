@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"regexp"
 	"regexp/syntax"
 	"strconv"
@@ -27,6 +28,7 @@ func Validate(c *Config) error {
 	validateServer(&e, c)
 	listeners := validateListeners(&e, c.Listeners, c.Kubernetes.Enabled)
 	validateKubernetes(&e, &c.Kubernetes, listeners)
+	validateL4(&e, &c.L4)
 	clusters := validateClusters(&e, c.Clusters)
 	validateRoutes(&e, c.Routes, listeners, clusters)
 	return e.err()
@@ -137,6 +139,60 @@ func validateKubernetes(e *errs, k *Kubernetes, listeners map[string]bool) {
 	if d := k.Debounce.D(); d < 0 || d > 10*time.Second {
 		e.add("kubernetes.debounce", "must be between 0s and 10s, got %s", d)
 	}
+}
+
+// MaxL4Backends keeps Maglev's table (16381 slots) over 100 slots per
+// backend, so the spread stays within about 1%.
+const MaxL4Backends = 163
+
+func validateL4(e *errs, l *L4) {
+	names := map[string]bool{}
+	addrs := map[string]string{}
+	for i, ifname := range l.Interfaces {
+		if ifname == "" || len(ifname) > 15 || strings.ContainsAny(ifname, "/ \t") {
+			e.add(idx("l4.interfaces", i), "%q is not an interface name", ifname)
+		}
+	}
+	for i, s := range l.Services {
+		p := idx("l4.services", i)
+		checkName(e, p+".name", s.Name, names)
+		if err := checkIPv4Port(s.Address); err != nil {
+			e.add(p+".address", "%v", err)
+		} else if other, dup := addrs[s.Address+"/"+string(s.Protocol)]; dup {
+			e.add(p+".address", "%s/%s is already used by service %q", s.Address, s.Protocol, other)
+		} else {
+			addrs[s.Address+"/"+string(s.Protocol)] = s.Name
+		}
+		if s.Protocol != L4TCP && s.Protocol != L4UDP {
+			e.add(p+".protocol", "must be tcp or udp; got %q", s.Protocol)
+		}
+		if len(s.Backends) > MaxL4Backends {
+			e.add(p+".backends", "at most %d backends, got %d", MaxL4Backends, len(s.Backends))
+		}
+		seen := map[string]bool{}
+		for j, b := range s.Backends {
+			bp := idx(p+".backends", j)
+			if err := checkIPv4Port(b.Address); err != nil {
+				e.add(bp+".address", "%v", err)
+			} else if seen[b.Address] {
+				e.add(bp+".address", "duplicate backend %s", b.Address)
+			}
+			seen[b.Address] = true
+			if b.Weight < 1 || b.Weight > MaxEndpointWeight {
+				e.add(bp+".weight", "must be between 1 and %d, got %d", MaxEndpointWeight, b.Weight)
+			}
+		}
+	}
+}
+
+// checkIPv4Port accepts a literal IPv4 address and a port 1-65535: the
+// kernel program matches packet bytes, so names cannot be resolved.
+func checkIPv4Port(s string) error {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+		return fmt.Errorf("%q is not IPv4:port", s)
+	}
+	return nil
 }
 
 // checkDNSLabel accepts RFC 1123 labels, the form of namespace names.

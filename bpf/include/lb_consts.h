@@ -1,0 +1,32 @@
+/* Every constant of the L4 balancer in one place. Keep in step with pkg/l4. */
+#pragma once
+
+#define MAX_SERVICES 1024
+#define MAX_BACKENDS 65536
+#define MAX_CONNTRACK 262144
+/* Maglev table size per service: prime, M > 100 * N for N <= 163 backends. */
+#define MAGLEV_M 16381
+
+/* conntrack entry directions */
+#define CT_FORWARD 0 /* client -> VIP: rewrite the destination to the backend */
+#define CT_REVERSE 1 /* backend -> client: rewrite the source back to the VIP */
+
+/* conntrack flags */
+#define CT_F_CLOSING 1 /* a FIN or RST was seen: the agent expires it sooner */
+
+/* Why a packet went to the stack untouched (or was dropped): the index of
+ * ea_pass_stats. */
+enum pass_reason {
+	PASS_NOT_IPV4 = 0,
+	PASS_TRUNCATED,
+	PASS_MALFORMED,
+	PASS_FRAGMENT,
+	PASS_NOT_TCP_UDP,
+	PASS_NO_SERVICE,
+	DROP_NO_BACKEND,
+	DROP_REWRITE_FAILED,
+	PASS_REASON_MAX,
+};
+
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1FFF

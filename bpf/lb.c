@@ -1,0 +1,198 @@
+//go:build ignore
+
+/* edge-agent L4 load balancer: a TC program that reads as the packet's path.
+ *
+ * ingress, client -> VIP:port   : service lookup, conntrack or Maglev pick,
+ *                                 DNAT to the backend
+ * ingress, backend -> client    : reverse NAT of the source back to the VIP
+ * everything else               : to the stack untouched, counted by reason
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/in.h>
+#include <stddef.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lb_consts.h"
+#include "lb_structs.h"
+#include "lb_maps.h"
+#include "csum.h"
+
+char __license[] SEC("license") = "GPL";
+
+/* Keeps enum pass_reason in BTF, so bpf2go generates its Go constants. */
+const enum pass_reason *unused_pass_reason __attribute__((unused));
+
+static __always_inline int count_pass(__u32 reason, int verdict)
+{
+	__u64 *n = bpf_map_lookup_elem(&ea_pass_stats, &reason);
+	if (n)
+		*n += 1;
+	return verdict;
+}
+
+/* flow_hash mixes the 5-tuple (murmur3's finaliser): every node computes the
+ * same value, so a flow picks the same backend wherever it lands. */
+static __always_inline __u32 flow_hash(const struct ct_key *k)
+{
+	__u32 h = k->saddr * 0x9E3779B1u;
+	h ^= k->daddr + 0x7F4A7C15u + (h << 6) + (h >> 2);
+	h ^= (((__u32)k->sport << 16) | k->dport) * 0x85EBCA77u;
+	h ^= k->proto;
+	h ^= h >> 16;
+	h *= 0x85EBCA6Bu;
+	h ^= h >> 13;
+	h *= 0xC2B2AE35u;
+	h ^= h >> 16;
+	return h;
+}
+
+static __always_inline void count_svc(__u32 id, __u32 len, int new_flow)
+{
+	struct svc_stats *s = bpf_map_lookup_elem(&ea_svc_stats, &id);
+	if (s) {
+		s->packets++;
+		s->bytes += len;
+		s->new_flows += new_flow;
+	}
+}
+
+static __always_inline void count_backend(__u32 id, __u32 len, int new_flow)
+{
+	struct backend_stats *s = bpf_map_lookup_elem(&ea_backend_stats, &id);
+	if (s) {
+		s->packets++;
+		s->bytes += len;
+		s->new_flows += new_flow;
+	} else if (id) {
+		struct backend_stats init = { .packets = 1, .bytes = len, .new_flows = new_flow };
+		bpf_map_update_elem(&ea_backend_stats, &id, &init, BPF_NOEXIST);
+	}
+}
+
+/* pick_backend looks the flow up in the service's Maglev table. */
+static __always_inline int pick_backend(__u32 svc_id, const struct ct_key *k, __u32 *id, struct backend *be)
+{
+	void *table = bpf_map_lookup_elem(&ea_maglev, &svc_id);
+	if (!table)
+		return -1;
+	__u32 slot = flow_hash(k) % MAGLEV_M;
+	__u32 *bid = bpf_map_lookup_elem(table, &slot);
+	if (!bid || *bid == 0)
+		return -1;
+	__u32 b = *bid;
+	struct backend *found = bpf_map_lookup_elem(&ea_backends, &b);
+	if (!found)
+		return -1;
+	*id = b;
+	*be = *found;
+	return 0;
+}
+
+SEC("tc")
+int lb_ingress(struct __sk_buff *skb)
+{
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return count_pass(PASS_NOT_IPV4, TC_ACT_OK);
+
+	struct iphdr ip;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
+	if (ip.version != 4 || ip.ihl < 5)
+		return count_pass(PASS_MALFORMED, TC_ACT_OK);
+	/* Only the first fragment has ports, and later ones cannot follow it to
+	 * the same backend: leave fragments to the stack. */
+	if (ip.frag_off & bpf_htons(IP_MF | IP_OFFSET))
+		return count_pass(PASS_FRAGMENT, TC_ACT_OK);
+	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
+		return count_pass(PASS_NOT_TCP_UDP, TC_ACT_OK);
+
+	/* IP options are skipped by length: the rewrite touches only the
+	 * addresses and ports. */
+	__u32 l4 = ETH_HLEN + ip.ihl * 4;
+	__u16 ports[2];
+	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
+	__u8 tcp_flags = 0;
+	if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4 + 13, &tcp_flags, 1) < 0)
+		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
+	/* FIN (0x01) or RST (0x04): the flow is ending. */
+	__u8 closing = (tcp_flags & 0x05) ? CT_F_CLOSING : 0;
+
+	struct ct_key key = {
+		.saddr = ip.saddr, .daddr = ip.daddr,
+		.sport = ports[0], .dport = ports[1], .proto = ip.protocol,
+	};
+	__u64 now = bpf_ktime_get_ns();
+	struct ct_value ct = {};
+	struct ct_value *found = bpf_map_lookup_elem(&ea_conntrack, &key);
+	if (found) {
+		found->last_seen = now;
+		found->flags |= closing;
+		ct = *found;
+	}
+
+	/* A reply from a backend: give it the VIP back as its source. */
+	if (found && ct.dir == CT_REVERSE) {
+		if (rewrite_port(skb, l4, l4, ip.protocol, ports[0], ct.nat_port) < 0 ||
+		    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, saddr), l4, ip.protocol, ip.saddr, ct.nat_ip) < 0)
+			return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
+		return TC_ACT_OK;
+	}
+
+	struct svc_key sk = { .vip = ip.daddr, .port = ports[1], .proto = ip.protocol };
+	struct svc_value *svcp = bpf_map_lookup_elem(&ea_services, &sk);
+	if (!svcp)
+		return count_pass(PASS_NO_SERVICE, TC_ACT_OK);
+	__u32 svc_id = svcp->id;
+
+	struct backend be = {};
+	__u32 backend_id = 0;
+	int new_flow = 0;
+	if (found && ct.dir == CT_FORWARD) {
+		/* An established flow keeps its backend, even one that has left
+		 * the set since: its connection finishes where it started. */
+		be.ip = ct.nat_ip;
+		be.port = ct.nat_port;
+		backend_id = ct.backend_id;
+	} else {
+		if (pick_backend(svc_id, &key, &backend_id, &be) < 0) {
+			count_svc(svc_id, skb->len, 0);
+			return count_pass(DROP_NO_BACKEND, TC_ACT_SHOT);
+		}
+		new_flow = 1;
+		struct ct_value fwd = {
+			.nat_ip = be.ip, .nat_port = be.port, .dir = CT_FORWARD, .flags = closing,
+			.svc_id = svc_id, .backend_id = backend_id, .last_seen = now,
+		};
+		bpf_map_update_elem(&ea_conntrack, &key, &fwd, BPF_ANY);
+	}
+
+	/* The reverse entry may have been evicted (LRU) while the forward one
+	 * lives on: recreate it, or replies would leak the backend's address. */
+	struct ct_key rkey = {
+		.saddr = be.ip, .daddr = ip.saddr,
+		.sport = be.port, .dport = ports[0], .proto = ip.protocol,
+	};
+	struct ct_value *rev = bpf_map_lookup_elem(&ea_conntrack, &rkey);
+	if (rev) {
+		rev->flags |= closing;
+	} else {
+		struct ct_value r = {
+			.nat_ip = ip.daddr, .nat_port = ports[1], .dir = CT_REVERSE, .flags = closing,
+			.svc_id = svc_id, .backend_id = backend_id, .last_seen = now,
+		};
+		bpf_map_update_elem(&ea_conntrack, &rkey, &r, BPF_ANY);
+	}
+
+	count_svc(svc_id, skb->len, new_flow);
+	count_backend(backend_id, skb->len, new_flow);
+
+	if (rewrite_port(skb, l4 + 2, l4, ip.protocol, ports[1], be.port) < 0 ||
+	    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, daddr), l4, ip.protocol, ip.daddr, be.ip) < 0)
+		return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
+	return TC_ACT_OK;
+}

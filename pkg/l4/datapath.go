@@ -1,0 +1,159 @@
+// Package l4 loads and manages edge-agent's in-kernel L4 load balancer: the
+// TC program from bpf/lb.c, its maps pinned under the pin directory, the
+// links that attach it to interfaces, and the service and backend tables it
+// reads, kept in step with the config by diffing.
+package l4
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultPinDir is where production pins every map and link.
+const DefaultPinDir = "/sys/fs/bpf/edge-agent"
+
+// Datapath is the loaded program and its pinned maps.
+type Datapath struct {
+	log    *slog.Logger
+	pinDir string
+	objs   lbObjects
+	spec   *ebpf.CollectionSpec
+}
+
+// Load loads the program, reusing maps already pinned in pinDir (so flows,
+// services and counters survive an agent restart) and pinning new ones.
+func Load(log *slog.Logger, pinDir string) (*Datapath, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(pinDir, "links"), 0o700); err != nil {
+		return nil, fmt.Errorf("pin directory: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(pinDir, "maglev"), 0o700); err != nil {
+		return nil, fmt.Errorf("pin directory: %w", err)
+	}
+	spec, err := loadLb()
+	if err != nil {
+		return nil, fmt.Errorf("read BPF object: %w", err)
+	}
+	d := &Datapath{log: log, pinDir: pinDir, spec: spec}
+	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}})
+	if err != nil {
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			return nil, fmt.Errorf("load BPF program: %+v", ve)
+		}
+		return nil, fmt.Errorf("load BPF program: %w", err)
+	}
+	return d, nil
+}
+
+// ensureBPFFS mounts a BPF filesystem at /sys/fs/bpf when none is there
+// (as Cilium does; a DaemonSet normally mounts the host's), and checks dir.
+func ensureBPFFS(dir string) error {
+	if checkBPFFS(dir) == nil {
+		return nil
+	}
+	if dir == "/sys/fs/bpf" {
+		if err := unix.Mount("bpf", dir, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs at %s: %w", dir, err)
+		}
+	}
+	return checkBPFFS(dir)
+}
+
+// checkBPFFS says clearly when dir is not on a BPF filesystem: without one
+// nothing can be pinned and a restart would lose every flow.
+func checkBPFFS(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("bpffs at %s: %w", dir, err)
+	}
+	if st.Type != unix.BPF_FS_MAGIC {
+		return fmt.Errorf("%s is not a BPF filesystem (mount -t bpf bpf %s)", dir, dir)
+	}
+	return nil
+}
+
+// Close releases this process's handles. Pinned maps and links stay, so the
+// program keeps balancing while the agent restarts.
+func (d *Datapath) Close() error { return d.objs.Close() }
+
+// PinDir is where the maps and links are pinned.
+func (d *Datapath) PinDir() string { return d.pinDir }
+
+// linkPin names the pinned link of one attach point.
+func (d *Datapath) linkPin(ifname string) string {
+	return filepath.Join(d.pinDir, "links", ifname+"-ingress")
+}
+
+// AttachIngress attaches the program to ifindex's ingress with tcx and pins
+// the link. If a link is already pinned there (a restart), the new program
+// replaces the old one atomically: not one packet misses the balancer. The
+// caller's thread must be in the interface's network namespace.
+func (d *Datapath) AttachIngress(ifname string, ifindex int) error {
+	pin := d.linkPin(ifname)
+	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+		defer l.Close()
+		if err := l.Update(d.objs.LbIngress); err != nil {
+			return fmt.Errorf("replace program on %s: %w", ifname, err)
+		}
+		return nil
+	}
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.objs.LbIngress, Attach: ebpf.AttachTCXIngress})
+	if err != nil {
+		return fmt.Errorf("attach tcx ingress on %s: %w", ifname, err)
+	}
+	defer l.Close()
+	if err := l.Pin(pin); err != nil {
+		return fmt.Errorf("pin link for %s: %w", ifname, err)
+	}
+	return nil
+}
+
+// DetachIngress removes the program from ifname (unpinning its link).
+func (d *Datapath) DetachIngress(ifname string) error {
+	l, err := link.LoadPinnedLink(d.linkPin(ifname), nil)
+	if err != nil {
+		return fmt.Errorf("no pinned link for %s: %w", ifname, err)
+	}
+	defer l.Close()
+	if err := l.Unpin(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Cleanup detaches every pinned link and removes every pinned map: `edge-agent
+// bpf cleanup`. It works without a loaded program, from the pins alone.
+func Cleanup(pinDir string) error {
+	links, _ := filepath.Glob(filepath.Join(pinDir, "links", "*"))
+	var errs []error
+	for _, p := range links {
+		l, err := link.LoadPinnedLink(p, nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			_ = os.Remove(p)
+			continue
+		}
+		// Unpinning the last reference detaches the program.
+		if err := l.Unpin(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+		}
+		l.Close()
+	}
+	if err := os.RemoveAll(pinDir); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
