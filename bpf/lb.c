@@ -13,6 +13,7 @@
 #include <linux/ip.h>
 #include <linux/in.h>
 #include <stddef.h>
+
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -92,6 +93,65 @@ static __always_inline int pick_backend(__u32 svc_id, const struct ct_key *k, __
 	return 0;
 }
 
+/* forward sends the rewritten packet straight out of the interface the FIB
+ * picks (bpf_redirect_neigh resolves the next hop's MAC), skipping the
+ * stack. The stack's forwarding would decrement the TTL: so does this. When
+ * the FIB has no answer the stack routes the packet. */
+static __always_inline int forward(struct __sk_buff *skb, __u32 src, __u32 dst, __u8 ttl, __u8 proto)
+{
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET,
+		.l4_protocol = proto,
+		.tot_len = bpf_ntohs(0), /* no MTU check */
+		.ifindex = skb->ingress_ifindex,
+		.ipv4_src = src,
+		.ipv4_dst = dst,
+	};
+	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return TC_ACT_OK;
+	if (ttl <= 1)
+		return count_pass(PASS_TTL_EXCEEDED, TC_ACT_OK); /* the stack sends the ICMP */
+	__u16 old = bpf_htons(((__u16)ttl << 8) | proto);
+	__u16 new = bpf_htons(((__u16)(ttl - 1) << 8) | proto);
+	__u8 nttl = ttl - 1;
+	if (bpf_l3_csum_replace(skb, IP_CSUM_OFF, old, new, sizeof(new)) < 0 ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, ttl), &nttl, 1, 0) < 0)
+		return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
+	return bpf_redirect_neigh(fib.ifindex, NULL, 0, 0);
+}
+
+/* snat_source finds the node's address on the interface that leads to the
+ * backend: the source the backend will reply to. */
+static __always_inline int snat_source(struct __sk_buff *skb, __u32 src, __u32 dst, __u8 proto, __u32 *out)
+{
+	struct bpf_fib_lookup fib = {
+		.family = AF_INET, .l4_protocol = proto,
+		.ifindex = skb->ingress_ifindex, .ipv4_src = src, .ipv4_dst = dst,
+	};
+	int rc = bpf_fib_lookup(skb, &fib, sizeof(fib), BPF_FIB_LOOKUP_SKIP_NEIGH);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS && rc != BPF_FIB_LKUP_RET_NO_NEIGH)
+		return -1;
+	__u32 ifindex = fib.ifindex;
+	__u32 *addr = bpf_map_lookup_elem(&ea_ifaddrs, &ifindex);
+	if (!addr)
+		return -1;
+	*out = *addr;
+	return 0;
+}
+
+/* snat_port picks a source port whose reply tuple is free in conntrack. */
+static __always_inline int snat_port(struct ct_key *rkey, __u32 hash)
+{
+	for (int i = 0; i < SNAT_PORT_TRIES; i++) {
+		__u16 p = SNAT_PORT_MIN + (hash + i * 7919) % SNAT_PORT_RANGE;
+		rkey->dport = bpf_htons(p);
+		if (!bpf_map_lookup_elem(&ea_conntrack, rkey))
+			return 0;
+	}
+	return -1;
+}
+
 SEC("tc")
 int lb_ingress(struct __sk_buff *skb)
 {
@@ -135,12 +195,20 @@ int lb_ingress(struct __sk_buff *skb)
 		ct = *found;
 	}
 
-	/* A reply from a backend: give it the VIP back as its source. */
+	/* A reply from a backend: the VIP becomes its source again and, after
+	 * SNAT, the client its destination. */
 	if (found && ct.dir == CT_REVERSE) {
 		if (rewrite_port(skb, l4, l4, ip.protocol, ports[0], ct.nat_port) < 0 ||
 		    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, saddr), l4, ip.protocol, ip.saddr, ct.nat_ip) < 0)
 			return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
-		return TC_ACT_OK;
+		__u32 dst = ip.daddr;
+		if (ct.peer_ip) {
+			if (rewrite_port(skb, l4 + 2, l4, ip.protocol, ports[1], ct.peer_port) < 0 ||
+			    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, daddr), l4, ip.protocol, ip.daddr, ct.peer_ip) < 0)
+				return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
+			dst = ct.peer_ip;
+		}
+		return forward(skb, ct.nat_ip, dst, ip.ttl, ip.protocol);
 	}
 
 	struct svc_key sk = { .vip = ip.daddr, .port = ports[1], .proto = ip.protocol };
@@ -148,35 +216,54 @@ int lb_ingress(struct __sk_buff *skb)
 	if (!svcp)
 		return count_pass(PASS_NO_SERVICE, TC_ACT_OK);
 	__u32 svc_id = svcp->id;
+	__u32 svc_flags = svcp->flags;
 
 	struct backend be = {};
 	__u32 backend_id = 0;
+	__u32 snat_ip = 0;
+	__u16 snat_p = 0;
 	int new_flow = 0;
+	/* The reply's conntrack key: backend -> client, or backend -> node. */
+	struct ct_key rkey = { .dport = ports[0], .proto = ip.protocol };
 	if (found && ct.dir == CT_FORWARD) {
 		/* An established flow keeps its backend, even one that has left
 		 * the set since: its connection finishes where it started. */
 		be.ip = ct.nat_ip;
 		be.port = ct.nat_port;
 		backend_id = ct.backend_id;
+		snat_ip = ct.peer_ip;
+		snat_p = ct.peer_port;
+		rkey.saddr = be.ip;
+		rkey.sport = be.port;
+		rkey.daddr = snat_ip ? snat_ip : ip.saddr;
+		rkey.dport = snat_ip ? snat_p : ports[0];
 	} else {
 		if (pick_backend(svc_id, &key, &backend_id, &be) < 0) {
 			count_svc(svc_id, skb->len, 0);
 			return count_pass(DROP_NO_BACKEND, TC_ACT_SHOT);
 		}
 		new_flow = 1;
+		rkey.saddr = be.ip;
+		rkey.sport = be.port;
+		rkey.daddr = ip.saddr;
+		if (svc_flags & SVC_F_SNAT) {
+			if (snat_source(skb, ip.saddr, be.ip, ip.protocol, &snat_ip) < 0)
+				return count_pass(DROP_NO_SNAT_ADDR, TC_ACT_SHOT);
+			rkey.daddr = snat_ip;
+			if (snat_port(&rkey, flow_hash(&key)) < 0)
+				return count_pass(DROP_SNAT_PORTS_EXHAUSTED, TC_ACT_SHOT);
+			snat_p = rkey.dport;
+		}
 		struct ct_value fwd = {
 			.nat_ip = be.ip, .nat_port = be.port, .dir = CT_FORWARD, .flags = closing,
 			.svc_id = svc_id, .backend_id = backend_id, .last_seen = now,
+			.peer_ip = snat_ip, .peer_port = snat_p,
 		};
 		bpf_map_update_elem(&ea_conntrack, &key, &fwd, BPF_ANY);
 	}
 
 	/* The reverse entry may have been evicted (LRU) while the forward one
 	 * lives on: recreate it, or replies would leak the backend's address. */
-	struct ct_key rkey = {
-		.saddr = be.ip, .daddr = ip.saddr,
-		.sport = be.port, .dport = ports[0], .proto = ip.protocol,
-	};
 	struct ct_value *rev = bpf_map_lookup_elem(&ea_conntrack, &rkey);
 	if (rev) {
 		rev->flags |= closing;
@@ -185,6 +272,10 @@ int lb_ingress(struct __sk_buff *skb)
 			.nat_ip = ip.daddr, .nat_port = ports[1], .dir = CT_REVERSE, .flags = closing,
 			.svc_id = svc_id, .backend_id = backend_id, .last_seen = now,
 		};
+		if (snat_ip) {
+			r.peer_ip = ip.saddr;
+			r.peer_port = ports[0];
+		}
 		bpf_map_update_elem(&ea_conntrack, &rkey, &r, BPF_ANY);
 	}
 
@@ -194,5 +285,12 @@ int lb_ingress(struct __sk_buff *skb)
 	if (rewrite_port(skb, l4 + 2, l4, ip.protocol, ports[1], be.port) < 0 ||
 	    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, daddr), l4, ip.protocol, ip.daddr, be.ip) < 0)
 		return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
-	return TC_ACT_OK;
+	__u32 src = ip.saddr;
+	if (snat_ip) {
+		if (rewrite_port(skb, l4, l4, ip.protocol, ports[0], snat_p) < 0 ||
+		    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, saddr), l4, ip.protocol, ip.saddr, snat_ip) < 0)
+			return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
+		src = snat_ip;
+	}
+	return forward(skb, src, be.ip, ip.ttl, ip.protocol);
 }

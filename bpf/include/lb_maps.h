@@ -70,3 +70,13 @@ struct {
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ea_pass_stats SEC(".maps");
+
+/* ifindex -> the node's IPv4 address on it (network order): the SNAT source
+ * for flows leaving through that interface. Filled by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_IFADDRS);
+	__type(key, __u32);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ea_ifaddrs SEC(".maps");

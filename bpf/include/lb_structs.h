@@ -12,7 +12,7 @@ struct svc_key {
 
 struct svc_value {
 	__u32 id;    /* index into ea_maglev and ea_svc_stats */
-	__u32 flags; /* reserved for the return-path mode */
+	__u32 flags; /* SVC_F_* */
 };
 
 struct backend {
@@ -39,6 +39,11 @@ struct ct_value {
 	__u32 svc_id;
 	__u32 backend_id; /* 0 when the flow's backend is gone from the set */
 	__u64 last_seen;  /* bpf_ktime_get_ns (CLOCK_MONOTONIC) */
+	/* forward: the SNAT source (node address, port); reverse: the client to
+	 * restore as destination. 0 in source-preserving mode. */
+	__u32 peer_ip;
+	__u16 peer_port;
+	__u16 pad;
 };
 
 struct svc_stats {

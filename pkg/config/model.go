@@ -271,4 +271,9 @@ type L4Service struct {
 	Protocol L4Protocol `yaml:"protocol" json:"protocol"`
 	// Backends are IPv4:port; Weight scales a backend's share (default 1).
 	Backends []Endpoint `yaml:"backends" json:"backends"`
+	// PreserveSource keeps the client's address as the source the backend
+	// sees; replies must then be routed back through the node. By default
+	// the source is rewritten to the node's address (SNAT), which works on
+	// any topology.
+	PreserveSource bool `yaml:"preserveSource" json:"preserveSource"`
 }

@@ -23,9 +23,12 @@ var DefaultTimeouts = Timeouts{TCP: 6 * time.Hour, Closing: 10 * time.Second, UD
 
 // Flow is one conntrack entry in readable form.
 type Flow struct {
-	Proto     uint8
-	Src, Dst  netip.AddrPort // as the packet carries them
-	NAT       netip.AddrPort // forward: the backend; reverse: the VIP
+	Proto    uint8
+	Src, Dst netip.AddrPort // as the packet carries them
+	NAT      netip.AddrPort // forward: the backend; reverse: the VIP
+	// Peer is the SNAT source (forward) or the client restored (reverse);
+	// invalid without SNAT.
+	Peer      netip.AddrPort
 	Reverse   bool
 	Closing   bool
 	ServiceID uint32
@@ -54,6 +57,7 @@ func flowOf(k lbCtKey, v lbCtValue, now uint64) Flow {
 		Reverse:   v.Dir == 1,
 		Closing:   v.Flags&1 != 0,
 		ServiceID: v.SvcId,
+		Peer:      peerOf(v),
 		BackendID: v.BackendId,
 	}
 	if now > v.LastSeen {
@@ -97,4 +101,11 @@ func (d *Datapath) Expire(t Timeouts) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+func peerOf(v lbCtValue) netip.AddrPort {
+	if v.PeerIp == 0 {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(fromIP4(v.PeerIp), fromPort(v.PeerPort))
 }

@@ -25,7 +25,7 @@ func OpenPinned(dir string) (*Pinned, error) {
 	for name, dst := range map[string]**ebpf.Map{
 		"ea_services": &m.EaServices, "ea_backends": &m.EaBackends, "ea_maglev": &m.EaMaglev,
 		"ea_conntrack": &m.EaConntrack, "ea_svc_stats": &m.EaSvcStats,
-		"ea_backend_stats": &m.EaBackendStats, "ea_pass_stats": &m.EaPassStats,
+		"ea_backend_stats": &m.EaBackendStats, "ea_pass_stats": &m.EaPassStats, "ea_ifaddrs": &m.EaIfaddrs,
 	} {
 		mp, err := ebpf.LoadPinnedMap(filepath.Join(dir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
@@ -160,7 +160,8 @@ func (p *Pinned) Flows() ([]Flow, error) {
 }
 
 // PassReasons names the ea_pass_stats slots.
-var PassReasons = []string{"not_ipv4", "truncated", "malformed", "fragment", "not_tcp_udp", "no_service", "drop_no_backend", "drop_rewrite_failed"}
+var PassReasons = []string{"not_ipv4", "truncated", "malformed", "fragment", "not_tcp_udp", "no_service",
+	"drop_no_backend", "drop_rewrite_failed", "drop_no_snat_addr", "drop_snat_ports_exhausted", "ttl_exceeded"}
 
 // Passed returns the per-reason counts of packets left to the stack (or
 // dropped), summed over CPUs.

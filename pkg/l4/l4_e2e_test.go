@@ -77,7 +77,7 @@ func (w *lbWorld) attach(d *Datapath) {
 				return err
 			}
 		}
-		return nil
+		return d.SyncInterfaceAddrs()
 	})
 	if err != nil {
 		w.t.Fatalf("attach: %v", err)
@@ -129,21 +129,27 @@ func (w *lbWorld) dialVIP(localPort int) (*conn, error) {
 
 // get sends one request on the connection and returns the answering backend.
 func (c *conn) get() (string, error) {
+	name, _, err := c.getFrom()
+	return name, err
+}
+
+// getFrom also returns the client address the backend saw.
+func (c *conn) getFrom() (string, string, error) {
 	_ = c.c.SetDeadline(time.Now().Add(3 * time.Second))
 	if _, err := io.WriteString(c.c, "GET / HTTP/1.1\r\nHost: vip\r\n\r\n"); err != nil {
-		return "", err
+		return "", "", err
 	}
 	resp, err := http.ReadResponse(c.br, nil)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	name, _, _ := strings.Cut(string(b), " ")
-	return name, nil
+	name, from, _ := strings.Cut(string(b), " ")
+	return name, from, nil
 }
 
 func (w *lbWorld) getOnce(localPort int) string {
@@ -401,5 +407,57 @@ func TestL4ManagerUnavailable(t *testing.T) {
 	}
 	if m.Pinned() != nil {
 		t.Fatal("no maps without a data path")
+	}
+}
+
+// SNAT: backends see the node's address on their link, and the client
+// still talks to the VIP; source-preserving: backends see the client.
+func TestL4ReturnPathModes(t *testing.T) {
+	w := newLBWorld(t)
+	for _, snat := range []bool{true, false} {
+		svcs := w.services(0, 1, 2)
+		for i := range svcs {
+			svcs[i].SNAT = snat
+		}
+		if err := w.d.Sync(svcs); err != nil {
+			t.Fatal(err)
+		}
+		for range 9 {
+			c, err := w.dialVIP(0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			name, from, err := c.getFrom()
+			c.c.Close()
+			if err != nil {
+				t.Fatalf("snat=%v: %v", snat, err)
+			}
+			ap, err := netip.ParseAddrPort(from)
+			if err != nil {
+				t.Fatalf("backend saw %q", from)
+			}
+			var i int
+			fmt.Sscanf(name, "backend-%d", &i)
+			want := w.topo.Client.Addr
+			if snat {
+				want = w.topo.NodeAddrs[i] // NodeAddrs[0] faces the client
+			}
+			if ap.Addr() != want {
+				t.Fatalf("snat=%v: %s saw the client as %s, want %s", snat, name, ap.Addr(), want)
+			}
+		}
+	}
+	flows, err := w.d.Flows()
+	if err != nil {
+		t.Fatal(err)
+	}
+	snatted := 0
+	for _, f := range flows {
+		if f.Peer.IsValid() {
+			snatted++
+		}
+	}
+	if snatted == 0 {
+		t.Fatal("conntrack shows no SNAT flows")
 	}
 }

@@ -46,20 +46,26 @@ type lbCtValue struct {
 	SvcId     uint32
 	BackendId uint32
 	LastSeen  uint64
+	PeerIp    uint32
+	PeerPort  uint16
+	Pad       uint16
 }
 
 type lbPassReason uint32
 
 const (
-	lbPassReasonPASS_NOT_IPV4       lbPassReason = 0
-	lbPassReasonPASS_TRUNCATED      lbPassReason = 1
-	lbPassReasonPASS_MALFORMED      lbPassReason = 2
-	lbPassReasonPASS_FRAGMENT       lbPassReason = 3
-	lbPassReasonPASS_NOT_TCP_UDP    lbPassReason = 4
-	lbPassReasonPASS_NO_SERVICE     lbPassReason = 5
-	lbPassReasonDROP_NO_BACKEND     lbPassReason = 6
-	lbPassReasonDROP_REWRITE_FAILED lbPassReason = 7
-	lbPassReasonPASS_REASON_MAX     lbPassReason = 8
+	lbPassReasonPASS_NOT_IPV4             lbPassReason = 0
+	lbPassReasonPASS_TRUNCATED            lbPassReason = 1
+	lbPassReasonPASS_MALFORMED            lbPassReason = 2
+	lbPassReasonPASS_FRAGMENT             lbPassReason = 3
+	lbPassReasonPASS_NOT_TCP_UDP          lbPassReason = 4
+	lbPassReasonPASS_NO_SERVICE           lbPassReason = 5
+	lbPassReasonDROP_NO_BACKEND           lbPassReason = 6
+	lbPassReasonDROP_REWRITE_FAILED       lbPassReason = 7
+	lbPassReasonDROP_NO_SNAT_ADDR         lbPassReason = 8
+	lbPassReasonDROP_SNAT_PORTS_EXHAUSTED lbPassReason = 9
+	lbPassReasonPASS_TTL_EXCEEDED         lbPassReason = 10
+	lbPassReasonPASS_REASON_MAX           lbPassReason = 11
 )
 
 type lbSvcKey struct {
@@ -90,6 +96,7 @@ const (
 	lbMapEaBackendStats   = "ea_backend_stats"
 	lbMapEaBackends       = "ea_backends"
 	lbMapEaConntrack      = "ea_conntrack"
+	lbMapEaIfaddrs        = "ea_ifaddrs"
 	lbMapEaMaglev         = "ea_maglev"
 	lbMapEaPassStats      = "ea_pass_stats"
 	lbMapEaServices       = "ea_services"
@@ -150,6 +157,7 @@ type lbMapSpecs struct {
 	EaBackendStats *ebpf.MapSpec `ebpf:"ea_backend_stats"`
 	EaBackends     *ebpf.MapSpec `ebpf:"ea_backends"`
 	EaConntrack    *ebpf.MapSpec `ebpf:"ea_conntrack"`
+	EaIfaddrs      *ebpf.MapSpec `ebpf:"ea_ifaddrs"`
 	EaMaglev       *ebpf.MapSpec `ebpf:"ea_maglev"`
 	EaPassStats    *ebpf.MapSpec `ebpf:"ea_pass_stats"`
 	EaServices     *ebpf.MapSpec `ebpf:"ea_services"`
@@ -186,6 +194,7 @@ type lbMaps struct {
 	EaBackendStats *ebpf.Map `ebpf:"ea_backend_stats"`
 	EaBackends     *ebpf.Map `ebpf:"ea_backends"`
 	EaConntrack    *ebpf.Map `ebpf:"ea_conntrack"`
+	EaIfaddrs      *ebpf.Map `ebpf:"ea_ifaddrs"`
 	EaMaglev       *ebpf.Map `ebpf:"ea_maglev"`
 	EaPassStats    *ebpf.Map `ebpf:"ea_pass_stats"`
 	EaServices     *ebpf.Map `ebpf:"ea_services"`
@@ -197,6 +206,7 @@ func (m *lbMaps) Close() error {
 		m.EaBackendStats,
 		m.EaBackends,
 		m.EaConntrack,
+		m.EaIfaddrs,
 		m.EaMaglev,
 		m.EaPassStats,
 		m.EaServices,

@@ -112,6 +112,9 @@ func (m *Manager) Apply(cfg config.L4) error {
 			delete(m.attached, name)
 		}
 	}
+	if err := m.d.SyncInterfaceAddrs(); err != nil {
+		return fmt.Errorf("l4: %w", err)
+	}
 	svcs, err := ServicesFromConfig(cfg)
 	if err != nil {
 		return err
@@ -183,7 +186,7 @@ func ServicesFromConfig(cfg config.L4) ([]Service, error) {
 		if s.Protocol == config.L4UDP {
 			proto = ProtoUDP
 		}
-		svc := Service{Name: s.Name, VIP: vip.Addr(), Port: vip.Port(), Proto: proto}
+		svc := Service{Name: s.Name, VIP: vip.Addr(), Port: vip.Port(), Proto: proto, SNAT: !s.PreserveSource}
 		for _, b := range s.Backends {
 			ap, err := netip.ParseAddrPort(b.Address)
 			if err != nil {

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
 
 	"github.com/edge-agent/edge-agent/pkg/l4/maglev"
 )
@@ -28,6 +29,11 @@ type Service struct {
 	Port     uint16
 	Proto    uint8
 	Backends []Backend
+	// SNAT rewrites the client's source to the node's address on the way
+	// to the backend, so replies return through the node on any topology.
+	// Without it the backend sees the client's address and its replies
+	// must be routed back through the node.
+	SNAT bool
 }
 
 // Backend is one destination of a service.
@@ -35,6 +41,9 @@ type Backend struct {
 	Addr   netip.AddrPort
 	Weight uint32
 }
+
+// svcFlagSNAT is SVC_F_SNAT in bpf/include/lb_consts.h.
+const svcFlagSNAT = 1
 
 // MaxServices and MaxBackends are the map sizes in bpf/include/lb_consts.h.
 const (
@@ -96,7 +105,7 @@ func (d *Datapath) Sync(services []Service) error {
 
 	type plan struct {
 		key   lbSvcKey
-		id    uint32
+		value lbSvcValue
 		table []uint32
 	}
 	var plans []plan
@@ -152,7 +161,11 @@ func (d *Datapath) Sync(services []Service) error {
 				return errors.New("service table full")
 			}
 		}
-		plans = append(plans, plan{key: key, id: id, table: table})
+		var flags uint32
+		if s.SNAT {
+			flags |= svcFlagSNAT
+		}
+		plans = append(plans, plan{key: key, value: lbSvcValue{Id: id, Flags: flags}, table: table})
 	}
 
 	// 1. Backends first: a table never points at a missing backend.
@@ -166,13 +179,13 @@ func (d *Datapath) Sync(services []Service) error {
 	}
 	// 2. Tables, then the service entries that make them reachable.
 	for _, p := range plans {
-		if err := d.writeTable(p.id, p.table); err != nil {
+		if err := d.writeTable(p.value.Id, p.table); err != nil {
 			return err
 		}
-		if cur, ok := curSvc[p.key]; ok && cur.Id == p.id {
+		if cur, ok := curSvc[p.key]; ok && cur == p.value {
 			continue
 		}
-		if err := m.EaServices.Put(p.key, lbSvcValue{Id: p.id}); err != nil {
+		if err := m.EaServices.Put(p.key, p.value); err != nil {
 			return fmt.Errorf("put service: %w", err)
 		}
 	}
@@ -305,4 +318,48 @@ func fromPort(v uint16) uint16 {
 	var b [2]byte
 	binary.NativeEndian.PutUint16(b[:], v)
 	return binary.BigEndian.Uint16(b[:])
+}
+
+// SyncInterfaceAddrs records the node's IPv4 address on every interface of
+// the calling thread's network namespace: the SNAT source for flows leaving
+// through it. Stale entries are removed.
+func (d *Datapath) SyncInterfaceAddrs() error {
+	links, err := netlink.LinkList()
+	if err != nil {
+		return fmt.Errorf("list interfaces: %w", err)
+	}
+	want := map[uint32]uint32{}
+	for _, l := range links {
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_V4)
+		if err != nil {
+			return fmt.Errorf("addresses of %s: %w", l.Attrs().Name, err)
+		}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok && !ip.IsLoopback() {
+				want[uint32(l.Attrs().Index)] = ip4(ip)
+				break
+			}
+		}
+	}
+	m := d.objs.EaIfaddrs
+	var k, v uint32
+	var stale []uint32
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if _, ok := want[k]; !ok {
+			stale = append(stale, k)
+		}
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read interface addresses: %w", err)
+	}
+	for _, k := range stale {
+		_ = m.Delete(k)
+	}
+	for k, v := range want {
+		if err := m.Put(k, v); err != nil {
+			return fmt.Errorf("put interface address: %w", err)
+		}
+	}
+	return nil
 }
