@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -25,6 +26,9 @@ type Datapath struct {
 	pinDir string
 	objs   lbObjects
 	spec   *ebpf.CollectionSpec
+	// forceClsact attaches with clsact even where tcx works (tests of the
+	// fallback).
+	forceClsact bool
 }
 
 // Load loads the program, reusing maps already pinned in pinDir (so flows,
@@ -110,7 +114,15 @@ func (d *Datapath) AttachIngress(ifname string, ifindex int) error {
 		}
 		return nil
 	}
+	if d.forceClsact {
+		return d.attachClsact(ifname, ifindex)
+	}
 	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.objs.LbIngress, Attach: ebpf.AttachTCXIngress})
+	if errors.Is(err, ebpf.ErrNotSupported) {
+		// Kernels before 6.6 have no tcx: a clsact qdisc with a
+		// direct-action filter does the same job.
+		return d.attachClsact(ifname, ifindex)
+	}
 	if err != nil {
 		return fmt.Errorf("attach tcx ingress on %s: %w", ifname, err)
 	}
@@ -123,6 +135,9 @@ func (d *Datapath) AttachIngress(ifname string, ifindex int) error {
 
 // DetachIngress removes the program from ifname (unpinning its link).
 func (d *Datapath) DetachIngress(ifname string) error {
+	if _, err := os.Stat(d.clsactPin(ifname)); err == nil {
+		return detachClsact(d.clsactPin(ifname), ifname)
+	}
 	l, err := link.LoadPinnedLink(d.linkPin(ifname), nil)
 	if err != nil {
 		return fmt.Errorf("no pinned link for %s: %w", ifname, err)
@@ -140,6 +155,12 @@ func Cleanup(pinDir string) error {
 	links, _ := filepath.Glob(filepath.Join(pinDir, "links", "*"))
 	var errs []error
 	for _, p := range links {
+		if ifname, ok := strings.CutSuffix(filepath.Base(p), clsactSuffix); ok {
+			if err := detachClsact(p, ifname); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		l, err := link.LoadPinnedLink(p, nil)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p, err))

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -229,6 +230,15 @@ func (p *Pinned) Attachments() ([]Attachment, error) {
 	var out []Attachment
 	var errs []error
 	for _, pin := range pins {
+		if strings.HasSuffix(pin, clsactSuffix) {
+			id, err := clsactProgramID(pin)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", pin, err))
+				continue
+			}
+			out = append(out, Attachment{Pin: filepath.Base(pin), ProgramID: id})
+			continue
+		}
 		l, err := link.LoadPinnedLink(pin, &ebpf.LoadPinOptions{ReadOnly: true})
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", pin, err))

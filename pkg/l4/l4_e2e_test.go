@@ -39,6 +39,13 @@ func newLBWorld(t *testing.T) *lbWorld {
 	w := &lbWorld{t: t, topo: l4test.New(t, 3)}
 	w.d = testDatapath(t)
 	w.attach(w.d)
+	w.startBackends()
+	return w
+}
+
+// startBackends serves HTTP and UDP echo on every backend.
+func (w *lbWorld) startBackends() {
+	t := w.t
 	for i, b := range w.topo.Backends {
 		name := fmt.Sprintf("backend-%d", i+1)
 		w.names = append(w.names, name)
@@ -60,7 +67,6 @@ func newLBWorld(t *testing.T) *lbWorld {
 			}
 		}()
 	}
-	return w
 }
 
 // attach puts d's program on every node link (from a thread in the node's
@@ -459,5 +465,43 @@ func TestL4ReturnPathModes(t *testing.T) {
 	}
 	if snatted == 0 {
 		t.Fatal("conntrack shows no SNAT flows")
+	}
+}
+
+// The clsact fallback (kernels without tcx) balances the same way, and a
+// second attach replaces the program in place.
+func TestL4ClsactFallback(t *testing.T) {
+	requireBPF(t)
+	w := &lbWorld{t: t, topo: l4test.New(t, 3)}
+	w.d = testDatapath(t)
+	w.d.forceClsact = true
+	w.attach(w.d)
+	w.startBackends()
+	w.sync(0, 1, 2)
+	seen := map[string]bool{}
+	for range 15 {
+		seen[w.getOnce(0)] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("clsact: reached %v", seen)
+	}
+	w.attach(w.d) // replace in place
+	w.getOnce(0)
+	att, err := w.d.Pinned().Attachments()
+	if err != nil || len(att) != len(w.topo.NodeLinks) {
+		t.Fatalf("attachments %+v, %v", att, err)
+	}
+	if err := w.topo.Node.Run(func() error {
+		for _, name := range w.topo.NodeLinks {
+			if err := w.d.DetachIngress(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.dialVIP(0); err == nil {
+		t.Fatal("the VIP still answers after detaching")
 	}
 }
