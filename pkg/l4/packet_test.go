@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/cilium/ebpf"
 )
@@ -390,5 +391,40 @@ func TestPacketBackendRemovalMovesOneNth(t *testing.T) {
 func TestPassReasonsMatchTheProgram(t *testing.T) {
 	if len(PassReasons) != int(lbPassReasonPASS_REASON_MAX) {
 		t.Fatalf("PassReasons has %d names, the program %d reasons", len(PassReasons), lbPassReasonPASS_REASON_MAX)
+	}
+}
+
+func TestConntrackExpiry(t *testing.T) {
+	d := testDatapath(t)
+	now, err := monotonicNow()
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(sport uint16, proto uint8, flags uint8, age time.Duration) {
+		t.Helper()
+		k := lbCtKey{Saddr: ip4(clientIP), Daddr: ip4(vip), Sport: port(sport), Dport: port(80), Proto: proto}
+		v := lbCtValue{NatIp: ip4(backend1.Addr()), NatPort: port(backend1.Port()), Flags: flags, LastSeen: now - uint64(age)}
+		if err := d.objs.EaConntrack.Put(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Small ages: the monotonic clock starts at boot, and CI machines are young.
+	put(1, ProtoTCP, 0, 500*time.Millisecond)  // established, recent: stays
+	put(2, ProtoTCP, 1, 1200*time.Millisecond) // closing past its timeout: expires
+	put(3, ProtoUDP, 0, 2*time.Second)         // UDP idle past its timeout: expires
+	put(4, ProtoUDP, 0, 100*time.Millisecond)  // UDP recent: stays
+	put(5, ProtoTCP, 0, 4*time.Second)         // established but idle past its timeout: expires
+	n, err := d.Expire(Timeouts{TCP: 3 * time.Second, Closing: time.Second, UDP: 1500 * time.Millisecond})
+	if err != nil || n != 3 {
+		fl, _ := d.Flows()
+		t.Fatalf("expired %d, %v; want 3: %+v", n, err, fl)
+	}
+	flows, _ := d.Flows()
+	left := map[uint16]bool{}
+	for _, f := range flows {
+		left[f.Src.Port()] = true
+	}
+	if len(flows) != 2 || !left[1] || !left[4] {
+		t.Fatalf("left %+v", flows)
 	}
 }
