@@ -196,6 +196,8 @@ type startOpts struct {
 	adminAddress string
 	// kube runs the agent in Kubernetes mode.
 	kube *agent.KubernetesOptions
+	// bpfPinDir is passed as Options.BPFPinDir.
+	bpfPinDir string
 }
 
 // startAgent writes cfg and runs the agent on it until the test ends.
@@ -239,6 +241,7 @@ func startAgent(t *testing.T, cfg string, o startOpts) *harness {
 
 			AdminAddress: o.adminAddress,
 			Kubernetes:   o.kube,
+			BPFPinDir:    o.bpfPinDir,
 		})
 	}()
 	select {

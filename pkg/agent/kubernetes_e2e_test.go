@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -135,7 +136,10 @@ kubernetes:
 	if ko.Client == nil {
 		ko.Client = kt.env.Client
 	}
-	return startAgent(kt.t, cfg, startOpts{kube: &ko})
+	// No test attaches eBPF to this machine's interfaces: the pin directory
+	// is not a BPF filesystem, so the L4 data path reports itself
+	// unavailable while the config still shows what it would serve.
+	return startAgent(kt.t, cfg, startOpts{kube: &ko, bpfPinDir: filepath.Join(kt.t.TempDir(), "bpf", "edge-agent")})
 }
 
 func (b *nsBackend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -711,4 +715,36 @@ func TestKubernetesTLSBackendFromAppProtocol(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+func TestKubernetesL4ModeMapsToL4Services(t *testing.T) {
+	kt := newKubeTest(t, "")
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "dns", Namespace: kt.ns, Annotations: map[string]string{"edge-agent.io/mode": "l4"}},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
+			{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP},
+		}},
+	}
+	created, err := kt.client.CoreV1().Services(kt.ns).Create(kt.ctx, svc, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kt.putSliceOn("dns", "dns-tcp", 5353, endpointState{kt.addr(0), true, false})
+	want := `"address": "` + created.Spec.ClusterIP + `:53"`
+	kt.eventually("L4 service in the config", convergence, func() error {
+		dc := kt.agent.debugConfigRaw()
+		if !strings.Contains(dc, want) || !strings.Contains(dc, kt.addr(0)[:strings.LastIndex(kt.addr(0), ":")]+":5353") {
+			return fmt.Errorf("no L4 service at %s with the endpoint", created.Spec.ClusterIP)
+		}
+		if !strings.Contains(dc, `"available": false`) {
+			return errors.New("the L4 status does not say it is unavailable")
+		}
+		return nil
+	})
+	// An L7 key on an L4 Service is refused on the Service.
+	kt.annotate("dns", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/path-prefix": "/"})
+	if msg := kt.event("dns", "InvalidAnnotation"); !strings.Contains(msg, "edge-agent.io/path-prefix") {
+		t.Errorf("Event = %q", msg)
+	}
 }

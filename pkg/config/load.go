@@ -80,3 +80,14 @@ func FinalizeFragment(routes []Route, clusters []Cluster, listenerNames []string
 	validateRoutes(&e, routes, listeners, validateClusters(&e, clusters))
 	return e.err()
 }
+
+// FinalizeL4 fills defaults and validates L4 services on their own, for
+// sources that vet one object's part at a time.
+func FinalizeL4(l *L4) error {
+	c := Config{L4: *l}
+	applyDefaults(&c)
+	*l = c.L4
+	var e errs
+	validateL4(&e, l)
+	return e.err()
+}

@@ -48,6 +48,8 @@ type Service struct {
 	BackendServerName string
 	BackendCASecret   string
 	Canary            *Canary
+	// L4PreserveSource keeps the client's address in mode l4 (no SNAT).
+	L4PreserveSource bool
 	// Routes holds the default route first, then named routes by name.
 	Routes []Route
 }
@@ -136,6 +138,8 @@ type parser struct {
 	svc    *Service
 	routes map[string]*Route
 	errs   Errors
+	// routeKeys lists the route keys given, which mode l4 refuses.
+	routeKeys []string
 	// set records which keys were given, for cross-key checks.
 	set map[string]bool
 }
@@ -179,6 +183,7 @@ func (p *parser) key(key, value string) {
 		}
 		return
 	}
+	p.routeKeys = append(p.routeKeys, key)
 	r := p.routes[routeName]
 	if r == nil {
 		if len(p.routes) >= MaxRoutes {
@@ -211,8 +216,20 @@ func (p *parser) finish() {
 		s.Routes = append(s.Routes, *p.routes[n])
 	}
 	if s.Mode == ModeL4 {
-		p.fail(Prefix+"mode", "mode l4 needs the in-kernel L4 data path, which this version does not have yet")
+		// The kernel balances connections: there is no HTTP to route.
+		for _, k := range p.routeKeys {
+			p.fail(k, "does not apply to mode l4 (the kernel balances connections; there are no HTTP routes)")
+		}
+		for _, k := range []string{"hosts", "tls-secret", "canary-service", "canary-weight", "canary-header", "canary-cookie", "backend-ca-secret", "backend-server-name", "lb-policy", "connect-timeout"} {
+			if p.set[Prefix+k] {
+				p.fail(Prefix+k, "does not apply to mode l4")
+			}
+		}
+		s.Routes = nil
 		return
+	}
+	if p.set[Prefix+"l4-preserve-source"] {
+		p.fail(Prefix+"l4-preserve-source", "applies only to mode l4")
 	}
 	for i := range s.Routes {
 		r := &s.Routes[i]

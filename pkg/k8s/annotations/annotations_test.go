@@ -103,7 +103,10 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"bad route name", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/Api.timeout": "1s"}, "edge-agent.io/Api.timeout", "DNS label"},
 		{"reserved route name", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/default.timeout": "1s"}, "edge-agent.io/default.timeout", "reserved"},
 		{"service key on a route", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/api.lb-policy": "random"}, "edge-agent.io/api.lb-policy", "whole Service"},
-		{"l4 mode", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/mode": "l4"}, "edge-agent.io/mode", "L4 data path"},
+		{"l4 mode with hosts", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/mode": "l4"}, "edge-agent.io/hosts", "does not apply to mode l4"},
+		{"l4 mode with a route key", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/api.path-prefix": "/x"}, "edge-agent.io/api.path-prefix", "no HTTP routes"},
+		{"preserve source without l4", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/l4-preserve-source": "true"}, "edge-agent.io/l4-preserve-source", "only to mode l4"},
+		{"preserve source not a bool", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/l4-preserve-source": "yes"}, "edge-agent.io/l4-preserve-source", "not one of true, false"},
 		{"redirect code", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/redirect-code": "304"}, "edge-agent.io/redirect-code", "not one of"},
 		{"redirect and rewrite", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/redirect-host": "b.example.com", "edge-agent.io/rewrite-host": "c.example.com"}, "edge-agent.io/redirect-code", "not both"},
 		{"port", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/port": "70000"}, "edge-agent.io/port", "neither a port number nor a port name"},
@@ -143,6 +146,16 @@ func TestParseReportsEveryProblemSorted(t *testing.T) {
 	}
 	if es[0].Key != "edge-agent.io/aaa" || es[1].Key != "edge-agent.io/timeout" || es[2].Key != "edge-agent.io/zzz" {
 		t.Fatalf("not sorted by key: %v", es)
+	}
+}
+
+func TestParseL4Mode(t *testing.T) {
+	svc, err := Parse(map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/l4-preserve-source": "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svc.Mode != ModeL4 || !svc.L4PreserveSource || len(svc.Routes) != 0 {
+		t.Fatalf("service = %+v", svc)
 	}
 }
 

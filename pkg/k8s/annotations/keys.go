@@ -20,6 +20,11 @@ var serviceKeys = map[string]func(*Service, string) error{
 		s.Hosts, err = parseHosts(v)
 		return err
 	},
+	"l4-preserve-source": func(s *Service, v string) error {
+		b, err := parseEnum(v, "true", "false")
+		s.L4PreserveSource = b == "true"
+		return err
+	},
 	"tls-secret": func(s *Service, v string) error {
 		if !isDNSSubdomain(v) {
 			return fmt.Errorf("%q is not a valid Secret name", v)

@@ -17,6 +17,11 @@ func Merge(base *config.Config, res *Result) (*config.Config, error) {
 			return nil, fmt.Errorf("route %q: names starting with %q are reserved for Kubernetes Services", r.Name, RoutePrefix)
 		}
 	}
+	for _, s := range base.L4.Services {
+		if strings.HasPrefix(s.Name, ClusterPrefix) {
+			return nil, fmt.Errorf("l4 service %q: names starting with %q are reserved for Kubernetes Services", s.Name, ClusterPrefix)
+		}
+	}
 	for _, c := range base.Clusters {
 		if strings.HasPrefix(c.Name, ClusterPrefix) {
 			return nil, fmt.Errorf("cluster %q: names starting with %q are reserved for Kubernetes Services", c.Name, ClusterPrefix)
@@ -26,6 +31,7 @@ func Merge(base *config.Config, res *Result) (*config.Config, error) {
 	cfg.Kubernetes.Enabled = true
 	cfg.Routes = append(slices.Clip(base.Routes), res.Routes...)
 	cfg.Clusters = append(slices.Clip(base.Clusters), res.Clusters...)
+	cfg.L4.Services = append(slices.Clip(base.L4.Services), res.L4...)
 	cfg.Listeners = slices.Clone(base.Listeners)
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]

@@ -33,6 +33,8 @@ type fragment struct {
 	// so validation errors name the key the team wrote.
 	routeOf []string
 	cert    *config.Certificate
+	// l4 holds the Service's in-kernel services (mode l4).
+	l4 []config.L4Service
 }
 
 // serviceError is why a Service could not be translated; Key is the
@@ -298,6 +300,15 @@ func portLabel(p *corev1.ServicePort) string {
 // terminating. Terminating endpoints leave the rotation at once; the proxy
 // lets requests already on them finish.
 func endpoints(slices []*discoveryv1.EndpointSlice, port *corev1.ServicePort) []config.Endpoint {
+	return endpointsFor(slices, port, config.L4TCP)
+}
+
+// endpointsFor is endpoints for a port of the given transport.
+func endpointsFor(slices []*discoveryv1.EndpointSlice, port *corev1.ServicePort, proto config.L4Protocol) []config.Endpoint {
+	want := corev1.ProtocolTCP
+	if proto == config.L4UDP {
+		want = corev1.ProtocolUDP
+	}
 	seen := map[string]bool{}
 	var out []config.Endpoint
 	for _, s := range slices {
@@ -310,7 +321,7 @@ func endpoints(slices []*discoveryv1.EndpointSlice, port *corev1.ServicePort) []
 			if sp.Name != nil {
 				name = *sp.Name
 			}
-			if name == port.Name && sp.Port != nil && (sp.Protocol == nil || *sp.Protocol == corev1.ProtocolTCP) {
+			if name == port.Name && sp.Port != nil && ((sp.Protocol == nil && want == corev1.ProtocolTCP) || (sp.Protocol != nil && *sp.Protocol == want)) {
 				num = *sp.Port
 				break
 			}

@@ -51,7 +51,9 @@ type Result struct {
 	Clusters []config.Cluster
 	// Certificates go to every https listener Service routes attach to.
 	Certificates []config.Certificate
-	Status       []ServiceStatus
+	// L4 are the Services in mode l4, for the in-kernel balancer.
+	L4     []config.L4Service
+	Status []ServiceStatus
 }
 
 // ServiceStatus reports how one annotated Service was translated.
@@ -147,12 +149,16 @@ func (t *Translator) Translate(in *Input) *Result {
 					}
 				}
 			}
+			res.L4 = append(res.L4, c.frag.l4...)
+			for _, l := range c.frag.l4 {
+				c.status.Routes = append(c.status.Routes, l.Name)
+			}
 			if cert := c.frag.cert; cert != nil && len(won) > 0 {
 				cert.ServerNames = sortedKeys(won)
 				res.Certificates = append(res.Certificates, *cert)
 			}
 		}
-		if c.frag == nil || len(c.frag.routes) == 0 {
+		if c.frag == nil || (len(c.frag.routes) == 0 && len(c.frag.l4) == 0) {
 			c.status.State = StateNotServing
 		}
 		c.status.Problems = c.problems
@@ -211,7 +217,13 @@ func (t *Translator) fromAnnotations(in *Input, svc *corev1.Service, annots map[
 	if svc.Spec.Type == corev1.ServiceTypeExternalName {
 		return nil, []Problem{{Reason: ReasonUnsupportedProtocol, Message: "ExternalName Services have no endpoints to route to"}}
 	}
-	frag, errs := t.translateService(in, svc, spec)
+	translateFn := t.translateService
+	if spec.Mode == annotations.ModeL4 {
+		translateFn = func(in *Input, svc *corev1.Service, spec *annotations.Service) (*fragment, []*serviceError) {
+			return translateL4(in, svc, spec)
+		}
+	}
+	frag, errs := translateFn(in, svc, spec)
 	if len(errs) > 0 {
 		probs := make([]Problem, 0, len(errs))
 		for _, e := range errs {

@@ -306,3 +306,43 @@ func TestMergeRejectsReservedFileNames(t *testing.T) {
 }
 
 func strp(s string) *string { return &s }
+
+func TestL4Mode(t *testing.T) {
+	w := newWorld()
+	dns := w.service("kube", "dns", 0, map[string]string{"edge-agent.io/mode": "l4"},
+		corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP},
+		corev1.ServicePort{Name: "dns-tcp", Port: 53, Protocol: corev1.ProtocolTCP})
+	dns.Spec.ClusterIP = "10.96.0.10"
+	udp, tcp := corev1.ProtocolUDP, corev1.ProtocolTCP
+	name, tname, port := "dns", "dns-tcp", int32(5353)
+	ready := true
+	w.in.Slices[NamespacedName{"kube", "dns"}] = []*discoveryv1.EndpointSlice{{
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: &name, Port: &port, Protocol: &udp}, {Name: &tname, Port: &port, Protocol: &tcp}},
+		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{"10.2.0.5"}, Conditions: discoveryv1.EndpointConditions{Ready: &ready}}},
+	}}
+	headless := w.service("kube", "headless", 1, map[string]string{"edge-agent.io/mode": "l4"})
+	headless.Spec.ClusterIP = "None"
+	res := New(config.Kubernetes{}).Translate(w.in)
+	if st := status(t, res, "kube", "dns"); st.State != StateServing || len(st.Problems) != 0 {
+		t.Fatalf("dns status %+v", st)
+	}
+	if len(res.L4) != 2 || len(res.Routes) != 0 {
+		t.Fatalf("l4 = %+v routes = %+v", res.L4, res.Routes)
+	}
+	u := res.L4[0]
+	if u.Address != "10.96.0.10:53" || u.Protocol != config.L4UDP || len(u.Backends) != 1 || u.Backends[0].Address != "10.2.0.5:5353" || u.PreserveSource {
+		t.Fatalf("udp service %+v", u)
+	}
+	if st := status(t, res, "kube", "headless"); st.State != StateNotServing || !strings.Contains(st.Problems[0].Message, "needs an IPv4 ClusterIP") {
+		t.Fatalf("headless status %+v", st)
+	}
+	base := &config.Config{Listeners: []config.Listener{{Name: "http", Address: "127.0.0.1:8080"}}}
+	if err := config.Finalize(base); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Merge(base, res)
+	if err != nil || len(cfg.L4.Services) != 2 {
+		t.Fatalf("merge: %v", err)
+	}
+}
