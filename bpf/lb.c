@@ -152,30 +152,68 @@ static __always_inline int snat_port(struct ct_key *rkey, __u32 hash)
 	return -1;
 }
 
+/* reply_nat rewrites a backend's reply: source back to the VIP, and the
+ * destination back to the client after SNAT. */
+static __always_inline int reply_nat(struct __sk_buff *skb, const struct iphdr *ip, __u32 l4,
+				     const __u16 *ports, const struct ct_value *ct)
+{
+	if (rewrite_port(skb, l4, l4, ip->protocol, ports[0], ct->nat_port) < 0 ||
+	    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, saddr), l4, ip->protocol, ip->saddr, ct->nat_ip) < 0)
+		return -1;
+	if (ct->peer_ip) {
+		if (rewrite_port(skb, l4 + 2, l4, ip->protocol, ports[1], ct->peer_port) < 0 ||
+		    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, daddr), l4, ip->protocol, ip->daddr, ct->peer_ip) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* parse_l4 reads the IPv4 header and the ports, counting what it skips.
+ * It returns -1 with *verdict set when the packet is not for the balancer. */
+static __always_inline int parse_l4(struct __sk_buff *skb, struct iphdr *ip, __u32 *l4, __u16 *ports, int *verdict)
+{
+	*verdict = TC_ACT_OK;
+	if (skb->protocol != bpf_htons(ETH_P_IP)) {
+		count_pass(PASS_NOT_IPV4, 0);
+		return -1;
+	}
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip, sizeof(*ip)) < 0) {
+		count_pass(PASS_TRUNCATED, 0);
+		return -1;
+	}
+	if (ip->version != 4 || ip->ihl < 5) {
+		count_pass(PASS_MALFORMED, 0);
+		return -1;
+	}
+	/* Only the first fragment has ports, and later ones cannot follow it to
+	 * the same backend: leave fragments to the stack. */
+	if (ip->frag_off & bpf_htons(IP_MF | IP_OFFSET)) {
+		count_pass(PASS_FRAGMENT, 0);
+		return -1;
+	}
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP) {
+		count_pass(PASS_NOT_TCP_UDP, 0);
+		return -1;
+	}
+	/* IP options are skipped by length: the rewrite touches only the
+	 * addresses and ports. */
+	*l4 = ETH_HLEN + ip->ihl * 4;
+	if (bpf_skb_load_bytes(skb, *l4, ports, 2 * sizeof(__u16)) < 0) {
+		count_pass(PASS_TRUNCATED, 0);
+		return -1;
+	}
+	return 0;
+}
+
 SEC("tc")
 int lb_ingress(struct __sk_buff *skb)
 {
-	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return count_pass(PASS_NOT_IPV4, TC_ACT_OK);
-
 	struct iphdr ip;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
-		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
-	if (ip.version != 4 || ip.ihl < 5)
-		return count_pass(PASS_MALFORMED, TC_ACT_OK);
-	/* Only the first fragment has ports, and later ones cannot follow it to
-	 * the same backend: leave fragments to the stack. */
-	if (ip.frag_off & bpf_htons(IP_MF | IP_OFFSET))
-		return count_pass(PASS_FRAGMENT, TC_ACT_OK);
-	if (ip.protocol != IPPROTO_TCP && ip.protocol != IPPROTO_UDP)
-		return count_pass(PASS_NOT_TCP_UDP, TC_ACT_OK);
-
-	/* IP options are skipped by length: the rewrite touches only the
-	 * addresses and ports. */
-	__u32 l4 = ETH_HLEN + ip.ihl * 4;
+	__u32 l4;
 	__u16 ports[2];
-	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
-		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
+	int verdict;
+	if (parse_l4(skb, &ip, &l4, ports, &verdict) < 0)
+		return verdict;
 	__u8 tcp_flags = 0;
 	if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4 + 13, &tcp_flags, 1) < 0)
 		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
@@ -198,17 +236,10 @@ int lb_ingress(struct __sk_buff *skb)
 	/* A reply from a backend: the VIP becomes its source again and, after
 	 * SNAT, the client its destination. */
 	if (found && ct.dir == CT_REVERSE) {
-		if (rewrite_port(skb, l4, l4, ip.protocol, ports[0], ct.nat_port) < 0 ||
-		    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, saddr), l4, ip.protocol, ip.saddr, ct.nat_ip) < 0)
+		int rc = reply_nat(skb, &ip, l4, ports, &ct);
+		if (rc < 0)
 			return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
-		__u32 dst = ip.daddr;
-		if (ct.peer_ip) {
-			if (rewrite_port(skb, l4 + 2, l4, ip.protocol, ports[1], ct.peer_port) < 0 ||
-			    rewrite_addr(skb, ETH_HLEN + offsetof(struct iphdr, daddr), l4, ip.protocol, ip.daddr, ct.peer_ip) < 0)
-				return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
-			dst = ct.peer_ip;
-		}
-		return forward(skb, ct.nat_ip, dst, ip.ttl, ip.protocol);
+		return forward(skb, ct.nat_ip, ct.peer_ip ? ct.peer_ip : ip.daddr, ip.ttl, ip.protocol);
 	}
 
 	struct svc_key sk = { .vip = ip.daddr, .port = ports[1], .proto = ip.protocol };
@@ -293,4 +324,32 @@ int lb_ingress(struct __sk_buff *skb)
 		src = snat_ip;
 	}
 	return forward(skb, src, be.ip, ip.ttl, ip.protocol);
+}
+
+/* lb_egress handles replies that the stack routed out of an interface
+ * (source-preserving mode, when the backend-facing interfaces carry no
+ * program): the same reverse NAT, then the packet goes on its way. */
+SEC("tc")
+int lb_egress(struct __sk_buff *skb)
+{
+	struct iphdr ip;
+	__u32 l4;
+	__u16 ports[2];
+	int verdict;
+	if (parse_l4(skb, &ip, &l4, ports, &verdict) < 0)
+		return verdict;
+	struct ct_key key = {
+		.saddr = ip.saddr, .daddr = ip.daddr,
+		.sport = ports[0], .dport = ports[1], .proto = ip.protocol,
+	};
+	struct ct_value *found = bpf_map_lookup_elem(&ea_conntrack, &key);
+	if (!found)
+		return TC_ACT_OK;
+	struct ct_value ct = *found;
+	if (ct.dir != CT_REVERSE)
+		return TC_ACT_OK;
+	found->last_seen = bpf_ktime_get_ns();
+	if (reply_nat(skb, &ip, l4, ports, &ct) < 0)
+		return count_pass(DROP_REWRITE_FAILED, TC_ACT_SHOT);
+	return TC_ACT_OK;
 }

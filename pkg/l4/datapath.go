@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -96,57 +95,91 @@ func (d *Datapath) Close() error { return d.objs.Close() }
 // PinDir is where the maps and links are pinned.
 func (d *Datapath) PinDir() string { return d.pinDir }
 
-// linkPin names the pinned link of one attach point.
-func (d *Datapath) linkPin(ifname string) string {
-	return filepath.Join(d.pinDir, "links", ifname+"-ingress")
+// hook is one attach point of the program on an interface.
+type hook struct {
+	name string // "ingress" or "egress"
+	tcx  ebpf.AttachType
+	prog func(*lbPrograms) *ebpf.Program
 }
 
-// AttachIngress attaches the program to ifindex's ingress with tcx and pins
-// the link. If a link is already pinned there (a restart), the new program
-// replaces the old one atomically: not one packet misses the balancer. The
-// caller's thread must be in the interface's network namespace.
-func (d *Datapath) AttachIngress(ifname string, ifindex int) error {
-	pin := d.linkPin(ifname)
+// hooks: ingress balances and reverse-NATs replies arriving here; egress
+// reverse-NATs replies the stack routes out of here.
+var hooks = []hook{
+	{"ingress", ebpf.AttachTCXIngress, func(p *lbPrograms) *ebpf.Program { return p.LbIngress }},
+	{"egress", ebpf.AttachTCXEgress, func(p *lbPrograms) *ebpf.Program { return p.LbEgress }},
+}
+
+// linkPin names the pinned link of one attach point.
+func (d *Datapath) linkPin(ifname, hook string) string {
+	return filepath.Join(d.pinDir, "links", ifname+"-"+hook)
+}
+
+// Attach attaches the program to ifindex's ingress and egress with tcx
+// and pins the links. If links are already pinned there (a restart), the
+// new programs replace the old ones atomically: not one packet misses the
+// balancer. Kernels without tcx get clsact filters. The caller's thread
+// must be in the interface's network namespace.
+func (d *Datapath) Attach(ifname string, ifindex int) error {
+	for _, h := range hooks {
+		if err := d.attachHook(ifname, ifindex, h); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *Datapath) attachHook(ifname string, ifindex int, h hook) error {
+	prog := h.prog(&d.objs.lbPrograms)
+	pin := d.linkPin(ifname, h.name)
 	if l, err := link.LoadPinnedLink(pin, nil); err == nil {
 		defer l.Close()
-		if err := l.Update(d.objs.LbIngress); err != nil {
-			return fmt.Errorf("replace program on %s: %w", ifname, err)
+		if err := l.Update(prog); err != nil {
+			return fmt.Errorf("replace %s program on %s: %w", h.name, ifname, err)
 		}
 		return nil
 	}
 	if d.forceClsact {
-		return d.attachClsact(ifname, ifindex)
+		return d.attachClsact(ifname, ifindex, h.name, prog)
 	}
-	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: d.objs.LbIngress, Attach: ebpf.AttachTCXIngress})
+	l, err := link.AttachTCX(link.TCXOptions{Interface: ifindex, Program: prog, Attach: h.tcx})
 	if errors.Is(err, ebpf.ErrNotSupported) {
 		// Kernels before 6.6 have no tcx: a clsact qdisc with a
 		// direct-action filter does the same job.
-		return d.attachClsact(ifname, ifindex)
+		return d.attachClsact(ifname, ifindex, h.name, prog)
 	}
 	if err != nil {
-		return fmt.Errorf("attach tcx ingress on %s: %w", ifname, err)
+		return fmt.Errorf("attach tcx %s on %s: %w", h.name, ifname, err)
 	}
 	defer l.Close()
 	if err := l.Pin(pin); err != nil {
-		return fmt.Errorf("pin link for %s: %w", ifname, err)
+		return fmt.Errorf("pin %s link for %s: %w", h.name, ifname, err)
 	}
 	return nil
 }
 
-// DetachIngress removes the program from ifname (unpinning its link).
-func (d *Datapath) DetachIngress(ifname string) error {
-	if _, err := os.Stat(d.clsactPin(ifname)); err == nil {
-		return detachClsact(d.clsactPin(ifname), ifname)
+// Detach removes the program from ifname (unpinning its links, or deleting
+// its clsact filters).
+func (d *Datapath) Detach(ifname string) error {
+	var errs []error
+	for _, h := range hooks {
+		if pin := d.clsactPin(ifname, h.name); exists(pin) {
+			errs = append(errs, detachClsact(pin, ifname, h.name))
+			continue
+		}
+		l, err := link.LoadPinnedLink(d.linkPin(ifname, h.name), nil)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("no pinned %s link for %s: %w", h.name, ifname, err))
+			continue
+		}
+		errs = append(errs, l.Unpin())
+		l.Close()
 	}
-	l, err := link.LoadPinnedLink(d.linkPin(ifname), nil)
-	if err != nil {
-		return fmt.Errorf("no pinned link for %s: %w", ifname, err)
-	}
-	defer l.Close()
-	if err := l.Unpin(); err != nil {
-		return err
-	}
-	return nil
+	return errors.Join(errs...)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
 
 // Cleanup detaches every pinned link and removes every pinned map: `edge-agent
@@ -155,8 +188,8 @@ func Cleanup(pinDir string) error {
 	links, _ := filepath.Glob(filepath.Join(pinDir, "links", "*"))
 	var errs []error
 	for _, p := range links {
-		if ifname, ok := strings.CutSuffix(filepath.Base(p), clsactSuffix); ok {
-			if err := detachClsact(p, ifname); err != nil {
+		if ifname, hook, ok := parseClsactPin(filepath.Base(p)); ok {
+			if err := detachClsact(p, ifname, hook); err != nil {
 				errs = append(errs, err)
 			}
 			continue

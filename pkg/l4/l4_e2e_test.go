@@ -79,7 +79,7 @@ func (w *lbWorld) attach(d *Datapath) {
 			if err != nil {
 				return err
 			}
-			if err := d.AttachIngress(name, ifc.Index); err != nil {
+			if err := d.Attach(name, ifc.Index); err != nil {
 				return err
 			}
 		}
@@ -336,7 +336,7 @@ func TestL4ManagerFromConfig(t *testing.T) {
 	// pins, its own program.
 	err := w.topo.Node.Run(func() error {
 		for _, name := range w.topo.NodeLinks {
-			if err := w.d.DetachIngress(name); err != nil {
+			if err := w.d.Detach(name); err != nil {
 				return err
 			}
 		}
@@ -488,12 +488,12 @@ func TestL4ClsactFallback(t *testing.T) {
 	w.attach(w.d) // replace in place
 	w.getOnce(0)
 	att, err := w.d.Pinned().Attachments()
-	if err != nil || len(att) != len(w.topo.NodeLinks) {
+	if err != nil || len(att) != 2*len(w.topo.NodeLinks) { // ingress and egress
 		t.Fatalf("attachments %+v, %v", att, err)
 	}
 	if err := w.topo.Node.Run(func() error {
 		for _, name := range w.topo.NodeLinks {
-			if err := w.d.DetachIngress(name); err != nil {
+			if err := w.d.Detach(name); err != nil {
 				return err
 			}
 		}
@@ -503,5 +503,32 @@ func TestL4ClsactFallback(t *testing.T) {
 	}
 	if _, err := w.dialVIP(0); err == nil {
 		t.Fatal("the VIP still answers after detaching")
+	}
+}
+
+// Source-preserving with the program only on the client-facing interface:
+// replies cross the node's stack and the egress hook gives them the VIP.
+func TestL4EgressReverseNAT(t *testing.T) {
+	requireBPF(t)
+	w := &lbWorld{t: t, topo: l4test.New(t, 3)}
+	w.d = testDatapath(t)
+	err := w.topo.Node.Run(func() error {
+		ifc, err := net.InterfaceByName(w.topo.NodeLinks[0])
+		if err != nil {
+			return err
+		}
+		return w.d.Attach(ifc.Name, ifc.Index)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.startBackends()
+	w.sync(0, 1, 2) // source-preserving
+	seen := map[string]bool{}
+	for range 15 {
+		seen[w.getOnce(0)] = true
+	}
+	if len(seen) != 3 {
+		t.Fatalf("reached %v", seen)
 	}
 }

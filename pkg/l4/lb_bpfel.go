@@ -101,6 +101,7 @@ const (
 	lbMapEaPassStats      = "ea_pass_stats"
 	lbMapEaServices       = "ea_services"
 	lbMapEaSvcStats       = "ea_svc_stats"
+	lbProgLbEgress        = "lb_egress"
 	lbProgLbIngress       = "lb_ingress"
 	lbVarUnusedPassReason = "unused_pass_reason"
 )
@@ -147,6 +148,7 @@ type lbSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type lbProgramSpecs struct {
+	LbEgress  *ebpf.ProgramSpec `ebpf:"lb_egress"`
 	LbIngress *ebpf.ProgramSpec `ebpf:"lb_ingress"`
 }
 
@@ -225,11 +227,13 @@ type lbVariables struct {
 //
 // It can be passed to loadLbObjects or ebpf.CollectionSpec.LoadAndAssign.
 type lbPrograms struct {
+	LbEgress  *ebpf.Program `ebpf:"lb_egress"`
 	LbIngress *ebpf.Program `ebpf:"lb_ingress"`
 }
 
 func (p *lbPrograms) Close() error {
 	return _LbClose(
+		p.LbEgress,
 		p.LbIngress,
 	)
 }

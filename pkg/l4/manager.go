@@ -98,7 +98,7 @@ func (m *Manager) Apply(cfg config.L4) error {
 		if err != nil {
 			return fmt.Errorf("l4: interface %s: %w", name, err)
 		}
-		if err := m.d.AttachIngress(name, ifc.Index); err != nil {
+		if err := m.d.Attach(name, ifc.Index); err != nil {
 			return fmt.Errorf("l4: %w", err)
 		}
 		m.attached[name] = true
@@ -106,7 +106,7 @@ func (m *Manager) Apply(cfg config.L4) error {
 	}
 	for name := range m.attached {
 		if !want[name] {
-			if err := m.d.DetachIngress(name); err != nil {
+			if err := m.d.Detach(name); err != nil {
 				m.log.Warn("L4 detach failed", "interface", name, "err", err)
 			}
 			delete(m.attached, name)
