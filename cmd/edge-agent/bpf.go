@@ -40,6 +40,14 @@ func cmdBPF(args []string, stdout, stderr io.Writer) int {
 	p, err := l4.OpenPinned(*pinDir)
 	if err != nil {
 		fmt.Fprintf(stderr, "edge-agent bpf: %v\n", err)
+		if args[0] == "status" {
+			// Say why nothing is loaded, if something prevents it.
+			if perr := l4.Probe(*pinDir); perr != nil {
+				fmt.Fprintf(stderr, "edge-agent bpf: the L4 data path cannot run here: %v\n", perr)
+			} else {
+				fmt.Fprintln(stderr, "edge-agent bpf: eBPF works here; the agent has loaded no L4 services yet")
+			}
+		}
 		return 1
 	}
 	defer p.Close()

@@ -45,6 +45,14 @@ func TestBPFCommands(t *testing.T) {
 	if rc := realMain([]string{"bpf", "services", "--pin-dir", filepath.Join(dir, "nope")}, &out, &errOut); rc != 1 || !strings.Contains(errOut.String(), "is the L4 data path loaded?") {
 		t.Errorf("missing pins: rc %d: %s", rc, errOut.String())
 	}
+	errOut.Reset()
+	if rc := realMain([]string{"bpf", "status", "--pin-dir", filepath.Join(t.TempDir(), "edge-agent")}, &out, &errOut); rc != 1 || !strings.Contains(errOut.String(), "cannot run here") || !strings.Contains(errOut.String(), "not a BPF filesystem") {
+		t.Errorf("status without bpffs: rc %d: %s", rc, errOut.String())
+	}
+	errOut.Reset()
+	if rc := realMain([]string{"bpf", "status", "--pin-dir", filepath.Join(dir, "unused")}, &out, &errOut); rc != 1 || !strings.Contains(errOut.String(), "eBPF works here") {
+		t.Errorf("status with nothing loaded: rc %d: %s", rc, errOut.String())
+	}
 	if rc := realMain([]string{"bpf", "cleanup", "--pin-dir", dir}, &out, &errOut); rc != 0 {
 		t.Fatalf("cleanup: rc %d: %s", rc, errOut.String())
 	}

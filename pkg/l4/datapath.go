@@ -211,3 +211,26 @@ func Cleanup(pinDir string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// Probe says whether this process can run the data path here: a BPF
+// filesystem for the pins, and the privilege to create maps and load
+// programs. It returns nil when it can, else the reason.
+func Probe(pinDir string) error {
+	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+		return err
+	}
+	spec, err := loadLb()
+	if err != nil {
+		return fmt.Errorf("read BPF object: %w", err)
+	}
+	// Load without pinning: nothing is attached or left behind.
+	for _, m := range spec.Maps {
+		m.Pinning = ebpf.PinNone
+	}
+	coll, err := ebpf.NewCollection(spec)
+	if err != nil {
+		return fmt.Errorf("load BPF program: %w", err)
+	}
+	coll.Close()
+	return nil
+}
