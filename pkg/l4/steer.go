@@ -1,0 +1,156 @@
+package l4
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"syscall"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Steering is the sk_lookup program that hands connections for L7
+// addresses to the proxy's one listening socket.
+type Steering struct {
+	pinDir string
+	objs   steerObjects
+}
+
+// SteerTarget is an (IP, port) to steer; an unspecified IP (0.0.0.0)
+// steers the port on every address.
+type SteerTarget struct {
+	Addr  netip.AddrPort
+	Proto uint8
+}
+
+// LoadSteering loads the program, reusing the pinned SOCKMAP and steering
+// table in pinDir (a restarted agent finds the current socket there).
+func LoadSteering(pinDir string) (*Steering, error) {
+	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(pinDir, "links"), 0o700); err != nil {
+		return nil, fmt.Errorf("pin directory: %w", err)
+	}
+	s := &Steering{pinDir: pinDir}
+	if err := loadSteerObjects(&s.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}); err != nil {
+		return nil, fmt.Errorf("load steering program: %w", err)
+	}
+	return s, nil
+}
+
+// Close releases handles; the pinned link and maps keep steering.
+func (s *Steering) Close() error { return s.objs.Close() }
+
+func (s *Steering) linkPin() string { return filepath.Join(s.pinDir, "links", "sk_lookup") }
+
+// AttachNetns attaches the program to the network namespace at netnsPath
+// (/proc/self/ns/net for the agent's own), or swaps it into the pinned link
+// of a previous agent.
+func (s *Steering) AttachNetns(netnsPath string) error {
+	if l, err := link.LoadPinnedLink(s.linkPin(), nil); err == nil {
+		defer l.Close()
+		if err := l.Update(s.objs.Steer); err != nil {
+			return fmt.Errorf("replace sk_lookup program: %w", err)
+		}
+		return nil
+	}
+	f, err := os.Open(netnsPath)
+	if err != nil {
+		return fmt.Errorf("open network namespace: %w", err)
+	}
+	defer f.Close()
+	l, err := link.AttachNetNs(int(f.Fd()), s.objs.Steer)
+	if err != nil {
+		return fmt.Errorf("attach sk_lookup: %w", err)
+	}
+	defer l.Close()
+	if err := l.Pin(s.linkPin()); err != nil {
+		return fmt.Errorf("pin sk_lookup link: %w", err)
+	}
+	return nil
+}
+
+// SetProxySocket makes ln the socket steered connections go to. It must be
+// a plain TCP socket (a SOCKMAP refuses MPTCP ones: listen with
+// net.ListenConfig.SetMultipathTCP(false)).
+func (s *Steering) SetProxySocket(ln net.Listener) error {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return errors.New("listener exposes no socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var perr error
+	if err := rc.Control(func(fd uintptr) {
+		perr = s.objs.EaProxySock.Update(uint32(0), uint64(fd), ebpf.UpdateAny)
+	}); err != nil {
+		return err
+	}
+	if perr != nil {
+		return fmt.Errorf("put the proxy socket into the SOCKMAP: %w", perr)
+	}
+	return nil
+}
+
+// SyncTargets makes the steering table hold exactly targets.
+func (s *Steering) SyncTargets(targets []SteerTarget) error {
+	want := map[steerSteerKey]bool{}
+	for _, t := range targets {
+		if !t.Addr.Addr().Is4() {
+			return fmt.Errorf("steer %s: IPv4 only", t.Addr)
+		}
+		var ip uint32
+		if !t.Addr.Addr().IsUnspecified() {
+			ip = ip4(t.Addr.Addr())
+		}
+		// bpf_sk_lookup carries the local port in host order.
+		want[steerSteerKey{Ip: ip, Port: t.Addr.Port(), Proto: t.Proto}] = true
+	}
+	var k steerSteerKey
+	var v uint32
+	var stale []steerSteerKey
+	it := s.objs.EaSteer.Iterate()
+	for it.Next(&k, &v) {
+		if !want[k] {
+			stale = append(stale, k)
+		}
+		delete(want, k)
+	}
+	if err := it.Err(); err != nil {
+		return fmt.Errorf("read steering table: %w", err)
+	}
+	for k := range want {
+		if err := s.objs.EaSteer.Put(k, uint32(0)); err != nil {
+			return fmt.Errorf("steer: %w", err)
+		}
+	}
+	for _, k := range stale {
+		if err := s.objs.EaSteer.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return fmt.Errorf("unsteer: %w", err)
+		}
+	}
+	return nil
+}
+
+// SteerCounts returns connections steered, marked but without a proxy
+// socket, and failed assignments, summed over CPUs.
+func (s *Steering) SteerCounts() (steered, noSocket, failed uint64, err error) {
+	out := [3]uint64{}
+	for i := range out {
+		var per []uint64
+		if err := s.objs.EaSteerStats.Lookup(uint32(i), &per); err != nil {
+			return 0, 0, 0, err
+		}
+		for _, v := range per {
+			out[i] += v
+		}
+	}
+	return out[0], out[1], out[2], nil
+}
