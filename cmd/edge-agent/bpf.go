@@ -1,9 +1,11 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 
 	"github.com/edge-agent/edge-agent/pkg/l4"
@@ -56,6 +58,9 @@ func cmdBPF(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "status":
 		err = bpfStatus(w, p)
+		if err == nil {
+			err = bpfSteering(w, *pinDir)
+		}
 	case "services":
 		err = bpfServices(w, p)
 	case "backends":
@@ -150,6 +155,23 @@ func bpfConntrack(w io.Writer, p *l4.Pinned) error {
 			state = "closing"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\t%s\n", protoName(f.Proto), f.Src, f.Dst, dir, f.NAT, f.ServiceID, f.BackendID, state, f.Idle.Round(1e6))
+	}
+	return nil
+}
+
+// bpfSteering shows the sk_lookup steering table and the current socket.
+func bpfSteering(w io.Writer, pinDir string) error {
+	st, err := l4.ReadSteering(pinDir)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(w, "\nSTEERING\tnot loaded")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "\nSTEERED TO THE PROXY\tPROTO\t(proxy socket cookie %d)\n", st.SocketCookie)
+	for _, t := range st.Targets {
+		fmt.Fprintf(w, "%s\t%s\n", t.Addr, protoName(t.Proto))
 	}
 	return nil
 }

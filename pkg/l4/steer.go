@@ -154,3 +154,41 @@ func (s *Steering) SteerCounts() (steered, noSocket, failed uint64, err error) {
 	}
 	return out[0], out[1], out[2], nil
 }
+
+// SteeringTable is what the steering maps hold, for `bpf status`.
+type SteeringTable struct {
+	Targets []SteerTarget
+	// SocketCookie identifies the current proxy socket (0: none).
+	SocketCookie uint64
+}
+
+// ReadSteering reads the pinned steering maps in pinDir, or returns
+// os.ErrNotExist when steering was never loaded there.
+func ReadSteering(pinDir string) (*SteeringTable, error) {
+	opts := &ebpf.LoadPinOptions{ReadOnly: true}
+	steer, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "ea_steer"), opts)
+	if err != nil {
+		return nil, err
+	}
+	defer steer.Close()
+	out := &SteeringTable{}
+	var k steerSteerKey
+	var v uint32
+	it := steer.Iterate()
+	for it.Next(&k, &v) {
+		ip := netip.IPv4Unspecified()
+		if k.Ip != 0 {
+			ip = fromIP4(k.Ip)
+		}
+		out.Targets = append(out.Targets, SteerTarget{Addr: netip.AddrPortFrom(ip, k.Port), Proto: k.Proto})
+	}
+	if err := it.Err(); err != nil {
+		return nil, fmt.Errorf("read steering table: %w", err)
+	}
+	if sm, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "ea_proxy_sock"), opts); err == nil {
+		// A SOCKMAP lookup from user space yields the socket's cookie.
+		_ = sm.Lookup(uint32(0), &out.SocketCookie)
+		sm.Close()
+	}
+	return out, nil
+}

@@ -85,6 +85,10 @@ func TestSteeringToOneProxySocket(t *testing.T) {
 	if _, err := dialRead(netip.AddrPortFrom(h.Addrs[2], 4000)); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("unmarked pair: %v, want connection refused", err)
 	}
+	table, err := ReadSteering(dir)
+	if err != nil || len(table.Targets) != len(targets) || table.SocketCookie == 0 {
+		t.Fatalf("steering table %+v, %v", table, err)
+	}
 	steered, noSock, failed, err := s.SteerCounts()
 	if err != nil || steered != uint64(len(dial)) || noSock != 0 || failed != 0 {
 		t.Fatalf("counters steered %d no-socket %d failed %d (%v), want %d", steered, noSock, failed, err, len(dial))
