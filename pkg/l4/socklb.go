@@ -1,0 +1,99 @@
+package l4
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// SocketLB balances node-local clients at the socket: cgroup connect4 and
+// sendmsg4 send a socket aimed at a service VIP to a backend, getpeername4
+// and recvmsg4 show the VIP again. It reads lb.c's maps through their pins.
+type SocketLB struct {
+	pinDir string
+	objs   sockObjects
+}
+
+// LoadSocketLB loads the programs, sharing the maps pinned in pinDir.
+func LoadSocketLB(pinDir string) (*SocketLB, error) {
+	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Join(pinDir, "links"), 0o700); err != nil {
+		return nil, fmt.Errorf("pin directory: %w", err)
+	}
+	s := &SocketLB{pinDir: pinDir}
+	if err := loadSockObjects(&s.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}); err != nil {
+		return nil, fmt.Errorf("load socket LB programs: %w", err)
+	}
+	return s, nil
+}
+
+// Close releases handles; pinned links keep the programs attached.
+func (s *SocketLB) Close() error { return s.objs.Close() }
+
+// AttachCgroup attaches the four programs to the cgroup v2 directory cg
+// (the root in production: every process on the node), pinning the links;
+// after a restart the pinned links get the new programs in place.
+func (s *SocketLB) AttachCgroup(cg string) error {
+	for _, a := range []struct {
+		name string
+		typ  ebpf.AttachType
+		prog *ebpf.Program
+	}{
+		{"connect4", ebpf.AttachCGroupInet4Connect, s.objs.SockConnect4},
+		{"sendmsg4", ebpf.AttachCGroupUDP4Sendmsg, s.objs.SockSendmsg4},
+		{"getpeername4", ebpf.AttachCgroupInet4GetPeername, s.objs.SockGetpeername4},
+		{"recvmsg4", ebpf.AttachCGroupUDP4Recvmsg, s.objs.SockRecvmsg4},
+	} {
+		pin := filepath.Join(s.pinDir, "links", "cgroup-"+a.name)
+		if l, err := link.LoadPinnedLink(pin, nil); err == nil {
+			err = l.Update(a.prog)
+			l.Close()
+			if err != nil {
+				return fmt.Errorf("replace %s program: %w", a.name, err)
+			}
+			continue
+		}
+		l, err := link.AttachCgroup(link.CgroupOptions{Path: cg, Attach: a.typ, Program: a.prog})
+		if err != nil {
+			return fmt.Errorf("attach %s to %s: %w", a.name, cg, err)
+		}
+		err = l.Pin(pin)
+		l.Close()
+		if err != nil {
+			return fmt.Errorf("pin %s link: %w", a.name, err)
+		}
+	}
+	return nil
+}
+
+// CgroupV2Root finds where the cgroup v2 hierarchy is mounted: it differs
+// between hosts (/sys/fs/cgroup, /sys/fs/cgroup/unified, ...).
+func CgroupV2Root() (string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ... mount-point ... - fstype source options
+		fields := strings.Fields(sc.Text())
+		for i, fld := range fields {
+			if fld == "-" && i+1 < len(fields) && fields[i+1] == "cgroup2" && len(fields) > 4 {
+				return fields[4], nil
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", err
+	}
+	return "", errors.New("no cgroup2 mount")
+}
