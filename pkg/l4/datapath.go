@@ -28,6 +28,12 @@ type Datapath struct {
 	// forceClsact attaches with clsact even where tcx works (tests of the
 	// fallback).
 	forceClsact bool
+	// tables caches what each service's Maglev table holds, so a sync
+	// compares in memory instead of reading 16381 slots per service; it is
+	// filled from the kernel the first time (after a restart).
+	tables map[uint32][]uint32
+	// computed caches Maglev tables by backend set across syncs.
+	computed, nextComputed map[string][]uint32
 }
 
 // Load loads the program, reusing maps already pinned in pinDir (so flows,
@@ -49,7 +55,7 @@ func Load(log *slog.Logger, pinDir string) (*Datapath, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read BPF object: %w", err)
 	}
-	d := &Datapath{log: log, pinDir: pinDir, spec: spec}
+	d := &Datapath{log: log, pinDir: pinDir, spec: spec, tables: map[uint32][]uint32{}}
 	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}})
 	if err != nil {
 		var ve *ebpf.VerifierError

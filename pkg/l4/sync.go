@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -57,6 +58,10 @@ const (
 // service gets its table before it becomes visible, and a removed one
 // disappears before its table does. Nothing is flushed and refilled.
 func (d *Datapath) Sync(services []Service) error {
+	// Tables computed for this sync replace the cache, so it holds only
+	// what the current services use.
+	d.nextComputed = map[string][]uint32{}
+	defer func() { d.computed, d.nextComputed = d.nextComputed, nil }()
 	m := &d.objs.lbMaps
 	curSvc := map[lbSvcKey]lbSvcValue{}
 	var k lbSvcKey
@@ -141,7 +146,7 @@ func (d *Datapath) Sync(services []Service) error {
 			}
 			mb = append(mb, maglev.Backend{ID: id, Name: b.Addr.String(), Weight: w})
 		}
-		table, err := maglev.Table(mb, maglev.TableSize)
+		table, err := d.maglevTable(mb)
 		if err != nil {
 			return fmt.Errorf("service %s: %w", s.Name, err)
 		}
@@ -201,6 +206,7 @@ func (d *Datapath) Sync(services []Service) error {
 			return fmt.Errorf("delete table %d: %w", sv.Id, err)
 		}
 		_ = os.Remove(d.tablePin(sv.Id))
+		delete(d.tables, sv.Id)
 		// The id may be reused: the next service starts its counters at 0.
 		if n, err := ebpf.PossibleCPU(); err == nil {
 			_ = m.EaSvcStats.Put(sv.Id, make([]lbSvcStats, n))
@@ -220,6 +226,27 @@ func (d *Datapath) Sync(services []Service) error {
 	return nil
 }
 
+// maglevTable computes a table, or reuses the one computed for the same
+// backends last time: most syncs change few services, and a table costs
+// about a millisecond.
+func (d *Datapath) maglevTable(bs []maglev.Backend) ([]uint32, error) {
+	var sig strings.Builder
+	for _, b := range bs {
+		fmt.Fprintf(&sig, "%d=%s*%d;", b.ID, b.Name, b.Weight)
+	}
+	key := sig.String()
+	if t, ok := d.computed[key]; ok {
+		d.nextComputed[key] = t
+		return t, nil
+	}
+	t, err := maglev.Table(bs, maglev.TableSize)
+	if err != nil {
+		return nil, err
+	}
+	d.nextComputed[key] = t
+	return t, nil
+}
+
 func (d *Datapath) tablePin(id uint32) string {
 	return filepath.Join(d.pinDir, "maglev", "ea_maglev_"+strconv.FormatUint(uint64(id), 10))
 }
@@ -232,18 +259,28 @@ func (d *Datapath) writeTable(id uint32, table []uint32) error {
 	inner, err := ebpf.LoadPinnedMap(pin, nil)
 	if err == nil {
 		defer inner.Close()
-		cur := make([]uint32, len(table))
-		for slot := range table {
-			if err := inner.Lookup(uint32(slot), &cur[slot]); err != nil {
-				return fmt.Errorf("read table %d: %w", id, err)
+		cur, cached := d.tables[id]
+		if !cached {
+			cur = make([]uint32, len(table))
+			for slot := range table {
+				if err := inner.Lookup(uint32(slot), &cur[slot]); err != nil {
+					return fmt.Errorf("read table %d: %w", id, err)
+				}
 			}
 		}
+		changed := false
 		for slot, b := range table {
 			if cur[slot] != b {
+				changed = true
 				if err := inner.Put(uint32(slot), b); err != nil {
+					delete(d.tables, id) // partly written: re-read next time
 					return fmt.Errorf("write table %d: %w", id, err)
 				}
 			}
+		}
+		d.tables[id] = table
+		if cached && !changed {
+			return nil
 		}
 		// Make sure ea_maglev points at it (a crash may have left it out).
 		return d.objs.EaMaglev.Put(id, inner)
@@ -272,6 +309,7 @@ func (d *Datapath) writeTable(id uint32, table []uint32) error {
 	if err := d.objs.EaMaglev.Put(id, inner); err != nil {
 		return fmt.Errorf("link table %d: %w", id, err)
 	}
+	d.tables[id] = table
 	return nil
 }
 
