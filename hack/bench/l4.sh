@@ -17,7 +17,7 @@
 #   WORKERS=32      connection-rate workers    CONNTIME=5s connection-rate run
 #   ROUNDS=1        repeat all six measurements, interleaved; ratios are
 #                   the median of the rounds' (use 3+: throughput is noisy)
-#   TIMEOUT=10m     go test -timeout (a round takes ~1 min per TXCSUM mode)
+#   TIMEOUT=10m     go test -timeout (a round takes ~70 s per TXCSUM mode)
 #   IPERF_ARGS=...  extra iperf3 -c arguments (default "-A a,b": client and
 #                   server pinned to the first two CPUs; IPERF_ARGS= unpins)
 #
