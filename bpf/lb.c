@@ -169,10 +169,10 @@ static __always_inline int reply_nat(struct __sk_buff *skb, const struct iphdr *
 }
 
 /* parse_l4 reads the IPv4 header and the ports, counting what it skips.
- * It returns -1 with *verdict set when the packet is not for the balancer. */
-static __always_inline int parse_l4(struct __sk_buff *skb, struct iphdr *ip, __u32 *l4, __u16 *ports, int *verdict)
+ * It returns -1 when the packet is not for the balancer (it then goes to
+ * the stack untouched). */
+static __always_inline int parse_l4(struct __sk_buff *skb, struct iphdr *ip, __u32 *l4, __u16 *ports)
 {
-	*verdict = TC_ACT_OK;
 	if (skb->protocol != bpf_htons(ETH_P_IP)) {
 		count_pass(PASS_NOT_IPV4, 0);
 		return -1;
@@ -211,9 +211,8 @@ int lb_ingress(struct __sk_buff *skb)
 	struct iphdr ip;
 	__u32 l4;
 	__u16 ports[2];
-	int verdict;
-	if (parse_l4(skb, &ip, &l4, ports, &verdict) < 0)
-		return verdict;
+	if (parse_l4(skb, &ip, &l4, ports) < 0)
+		return TC_ACT_OK;
 	__u8 tcp_flags = 0;
 	if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4 + 13, &tcp_flags, 1) < 0)
 		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
@@ -335,9 +334,8 @@ int lb_egress(struct __sk_buff *skb)
 	struct iphdr ip;
 	__u32 l4;
 	__u16 ports[2];
-	int verdict;
-	if (parse_l4(skb, &ip, &l4, ports, &verdict) < 0)
-		return verdict;
+	if (parse_l4(skb, &ip, &l4, ports) < 0)
+		return TC_ACT_OK;
 	struct ct_key key = {
 		.saddr = ip.saddr, .daddr = ip.daddr,
 		.sport = ports[0], .dport = ports[1], .proto = ip.protocol,
