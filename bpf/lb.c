@@ -2,10 +2,16 @@
 
 /* edge-agent L4 load balancer: a TC program that reads as the packet's path.
  *
- * ingress, client -> VIP:port   : service lookup, conntrack or Maglev pick,
- *                                 DNAT to the backend
+ * ingress, client -> VIP:port   : conntrack, or service lookup and Maglev
+ *                                 pick, DNAT to the backend
  * ingress, backend -> client    : reverse NAT of the source back to the VIP
  * everything else               : to the stack untouched, counted by reason
+ *
+ * A service switches between L4 (this program) and L7 (a proxy socket on the
+ * node) without breaking established flows: a flow with a conntrack entry
+ * keeps its backend after its service is gone, and a mid-stream TCP packet
+ * without one that a local socket owns (the proxy's connection from before
+ * the service became L4) goes to the stack.
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -168,6 +174,31 @@ static __always_inline int reply_nat(struct __sk_buff *skb, const struct iphdr *
 	return 0;
 }
 
+/* service_exists says whether (VIP, port, protocol) is an L4 service. */
+static __always_inline int service_exists(const struct ct_key *k)
+{
+	struct svc_key sk = { .vip = k->daddr, .port = k->dport, .proto = k->proto };
+	return bpf_map_lookup_elem(&ea_services, &sk) != NULL;
+}
+
+/* local_flow says whether a TCP socket of this network namespace owns the
+ * flow: an established (or handshaking, or TIME_WAIT) connection, not just a
+ * listener, whose 4-tuple is the packet's. */
+static __always_inline int local_flow(struct __sk_buff *skb, const struct ct_key *k)
+{
+	struct bpf_sock_tuple t = {};
+	t.ipv4.saddr = k->saddr;
+	t.ipv4.daddr = k->daddr;
+	t.ipv4.sport = k->sport;
+	t.ipv4.dport = k->dport;
+	struct bpf_sock *sk = bpf_skc_lookup_tcp(skb, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+	if (!sk)
+		return 0;
+	int owned = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return owned;
+}
+
 /* parse_l4 reads the IPv4 header and the ports, counting what it skips.
  * It returns -1 when the packet is not for the balancer (it then goes to
  * the stack untouched). */
@@ -216,8 +247,10 @@ int lb_ingress(struct __sk_buff *skb)
 	__u8 tcp_flags = 0;
 	if (ip.protocol == IPPROTO_TCP && bpf_skb_load_bytes(skb, l4 + 13, &tcp_flags, 1) < 0)
 		return count_pass(PASS_TRUNCATED, TC_ACT_OK);
-	/* FIN (0x01) or RST (0x04): the flow is ending. */
-	__u8 closing = (tcp_flags & 0x05) ? CT_F_CLOSING : 0;
+	/* FIN or RST: the flow is ending. */
+	__u8 closing = (tcp_flags & (TCP_F_FIN | TCP_F_RST)) ? CT_F_CLOSING : 0;
+	/* SYN without ACK: a new connection (always 0 for UDP). */
+	int syn = (tcp_flags & (TCP_F_SYN | TCP_F_ACK)) == TCP_F_SYN;
 
 	struct ct_key key = {
 		.saddr = ip.saddr, .daddr = ip.daddr,
@@ -241,14 +274,8 @@ int lb_ingress(struct __sk_buff *skb)
 		return forward(skb, ct.nat_ip, ct.peer_ip ? ct.peer_ip : ip.daddr, ip.ttl, ip.protocol);
 	}
 
-	struct svc_key sk = { .vip = ip.daddr, .port = ports[1], .proto = ip.protocol };
-	struct svc_value *svcp = bpf_map_lookup_elem(&ea_services, &sk);
-	if (!svcp)
-		return count_pass(PASS_NO_SERVICE, TC_ACT_OK);
-	__u32 svc_id = svcp->id;
-	__u32 svc_flags = svcp->flags;
-
 	struct backend be = {};
+	__u32 svc_id = 0;
 	__u32 backend_id = 0;
 	__u32 snat_ip = 0;
 	__u16 snat_p = 0;
@@ -257,9 +284,12 @@ int lb_ingress(struct __sk_buff *skb)
 	struct ct_key rkey = { .dport = ports[0], .proto = ip.protocol };
 	if (found && ct.dir == CT_FORWARD) {
 		/* An established flow keeps its backend, even one that has left
-		 * the set since: its connection finishes where it started. */
+		 * the set since, and even when its service has left the balancer
+		 * (switched to L7): its connection finishes where it started. So
+		 * the service is not looked up on this path. */
 		be.ip = ct.nat_ip;
 		be.port = ct.nat_port;
+		svc_id = ct.svc_id;
 		backend_id = ct.backend_id;
 		snat_ip = ct.peer_ip;
 		snat_p = ct.peer_port;
@@ -267,7 +297,28 @@ int lb_ingress(struct __sk_buff *skb)
 		rkey.sport = be.port;
 		rkey.daddr = snat_ip ? snat_ip : ip.saddr;
 		rkey.dport = snat_ip ? snat_p : ports[0];
+		/* Except a new connection that reuses the 5-tuple of a flow whose
+		 * service is gone: it belongs to the new mode. Its stale entries
+		 * go (or the rest of its handshake would follow them to the old
+		 * backend) and the stack gets it. */
+		if (syn && !service_exists(&key)) {
+			bpf_map_delete_elem(&ea_conntrack, &key);
+			bpf_map_delete_elem(&ea_conntrack, &rkey);
+			return count_pass(PASS_NO_SERVICE, TC_ACT_OK);
+		}
 	} else {
+		struct svc_key sk = { .vip = ip.daddr, .port = ports[1], .proto = ip.protocol };
+		struct svc_value *svcp = bpf_map_lookup_elem(&ea_services, &sk);
+		if (!svcp)
+			return count_pass(PASS_NO_SERVICE, TC_ACT_OK);
+		svc_id = svcp->id;
+		__u32 svc_flags = svcp->flags;
+		/* Mid-stream TCP without a conntrack entry: either a flow whose
+		 * entry was evicted (it rehashes to the same backend below), or a
+		 * connection the node's proxy accepted before the service became
+		 * L4. The proxy's connection stays with the proxy. */
+		if (ip.protocol == IPPROTO_TCP && !syn && local_flow(skb, &key))
+			return count_pass(PASS_LOCAL_SOCKET, TC_ACT_OK);
 		if (pick_backend(svc_id, &key, &backend_id, &be) < 0) {
 			count_svc(svc_id, skb->len, 0);
 			return count_pass(DROP_NO_BACKEND, TC_ACT_SHOT);

@@ -61,6 +61,7 @@ import (
 	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/k8s/source"
 	"github.com/edge-agent/edge-agent/pkg/k8s/translate"
+	"github.com/edge-agent/edge-agent/pkg/l4"
 )
 
 const (
@@ -252,8 +253,10 @@ func TestConfigMapHoldsValidConfig(t *testing.T) {
 	}
 }
 
-// TestDaemonSetMatchesConfig ties the DaemonSet to the config it mounts: the
-// flags, the mount, the ports, the admin probes and the drain time.
+// TestDaemonSetMatchesConfig ties the DaemonSet to the config it mounts
+// (checkDaemonSet, which overlays must satisfy too) and pins the base's own
+// choices: steering on, the surge rollout, the hand-over flag and socket,
+// the exec readiness probe, the capabilities, the volumes.
 func TestDaemonSetMatchesConfig(t *testing.T) {
 	objs := render(t, baseDir)
 	cfg, _ := loadConfig(t, objs)
@@ -274,13 +277,44 @@ func TestDaemonSetMatchesConfig(t *testing.T) {
 	if len(spec.Tolerations) != 1 || spec.Tolerations[0].Operator != corev1.TolerationOpExists || spec.Tolerations[0].Key != "" {
 		t.Errorf("tolerations %+v: want one {operator: Exists} tolerating every taint", spec.Tolerations)
 	}
+
+	// Steering is what the rest of the DaemonSet is built for: no ports,
+	// a surge rollout, the hand-over socket.
+	if !cfg.Steering.Enabled {
+		t.Fatal("config.yaml: steering.enabled must be true (the DaemonSet's rollout depends on it)")
+	}
+	if cfg.Steering.HandoverSocket != config.DefaultHandoverSocket {
+		t.Errorf("steering.handoverSocket %q: the base keeps the default %q", cfg.Steering.HandoverSocket, config.DefaultHandoverSocket)
+	}
+	// The listeners stay on every node address, and are steerable (IPv4
+	// literals): the agent's own validation accepted them already, this
+	// pins which ports they are.
+	var steered []string
+	for _, l := range cfg.Listeners {
+		ap, err := config.SteeredAddress(l.Address)
+		if err != nil {
+			t.Errorf("listener %s: %v", l.Name, err)
+			continue
+		}
+		steered = append(steered, l.Name+"="+ap.String())
+	}
+	if want := []string{"http=0.0.0.0:80", "https=0.0.0.0:443"}; !slices.Equal(steered, want) {
+		t.Errorf("steered listeners %v, want %v", steered, want)
+	}
+	if sl := cfg.L4.SocketLB; !sl.Enabled || sl.Cgroup != "/host/sys/fs/cgroup" {
+		t.Errorf("l4.socketLB %+v: want enabled, cgroup /host/sys/fs/cgroup (the host's cgroupfs as mounted)", sl)
+	}
+
 	ru := ds.Spec.UpdateStrategy.RollingUpdate
 	if ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType || ru == nil ||
-		ptr.Deref(ru.MaxUnavailable, intstr.IntOrString{}) != intstr.FromInt32(1) ||
-		ptr.Deref(ru.MaxSurge, intstr.IntOrString{}) != intstr.FromInt32(0) {
-		t.Errorf("updateStrategy %+v: want RollingUpdate maxUnavailable 1 maxSurge 0", ds.Spec.UpdateStrategy)
+		ptr.Deref(ru.MaxSurge, intstr.IntOrString{}) != intstr.FromInt32(1) ||
+		ptr.Deref(ru.MaxUnavailable, intstr.IntOrString{}) != intstr.FromInt32(0) {
+		t.Errorf("updateStrategy %+v: want RollingUpdate maxSurge 1 maxUnavailable 0", ds.Spec.UpdateStrategy)
 	}
-	want := []string{"run", "--config", "/etc/edge-agent/config.yaml", "--kubernetes"}
+	if want := []string{"edge-agent"}; !slices.Equal(c.Command, want) {
+		t.Errorf("command %q, want %q", c.Command, want)
+	}
+	want := []string{"run", "--config", "/etc/edge-agent/config.yaml", "--kubernetes", "--after-handover", "wait"}
 	if !slices.Equal(c.Args, want) {
 		t.Errorf("args %q, want %q", c.Args, want)
 	}
@@ -290,8 +324,20 @@ func TestDaemonSetMatchesConfig(t *testing.T) {
 			env[e.Name] = e.ValueFrom.FieldRef.FieldPath
 		}
 	}
-	if env["NODE_NAME"] != "spec.nodeName" || env["POD_NAMESPACE"] != "metadata.namespace" {
-		t.Errorf("env fieldRefs %v: want NODE_NAME=spec.nodeName, POD_NAMESPACE=metadata.namespace", env)
+	if want := map[string]string{"NODE_NAME": "spec.nodeName", "POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}; !maps.Equal(env, want) {
+		t.Errorf("env fieldRefs %v, want %v", env, want)
+	}
+	if len(c.Ports) != 0 {
+		t.Errorf("ports %+v: want none", c.Ports)
+	}
+	if want := []string{"edge-agent", "probe", "ready", "--admin", "127.0.0.1:9901"}; c.ReadinessProbe == nil || c.ReadinessProbe.Exec == nil ||
+		!slices.Equal(c.ReadinessProbe.Exec.Command, want) {
+		t.Errorf("readinessProbe %+v: want exec %q", c.ReadinessProbe, want)
+	}
+	// The hand-over is started by the new pod; the old one needs nothing
+	// before SIGTERM (daemonset.yaml says why).
+	if c.Lifecycle != nil {
+		t.Errorf("lifecycle %+v: the base has no hooks", c.Lifecycle)
 	}
 
 	sc := c.SecurityContext
@@ -308,9 +354,10 @@ func TestDaemonSetMatchesConfig(t *testing.T) {
 	if !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
 		t.Errorf("capabilities.drop %v: want [ALL]", sc.Capabilities.Drop)
 	}
+	// No NET_BIND_SERVICE: with steering nothing binds a port below 1024.
 	added := slices.Sorted(slices.Values(sc.Capabilities.Add))
-	if !slices.Equal(added, []corev1.Capability{"BPF", "NET_ADMIN", "NET_BIND_SERVICE", "PERFMON"}) {
-		t.Errorf("capabilities.add %v: want exactly BPF, NET_ADMIN, PERFMON, NET_BIND_SERVICE", added)
+	if !slices.Equal(added, []corev1.Capability{"BPF", "NET_ADMIN", "PERFMON"}) {
+		t.Errorf("capabilities.add %v: want exactly BPF, NET_ADMIN, PERFMON", added)
 	}
 
 	mounts := map[string]corev1.VolumeMount{}
@@ -329,11 +376,16 @@ func TestDaemonSetMatchesConfig(t *testing.T) {
 		t.Errorf("bpffs mount at %s propagation %s readOnly %v: want /sys/fs/bpf, HostToContainer, writable", m.MountPath, ptr.Deref(m.MountPropagation, "none"), m.ReadOnly)
 	}
 	cg := vols["cgroup"]
-	if cg.HostPath == nil || cg.HostPath.Path != "/sys/fs/cgroup" || !mounts["cgroup"].ReadOnly {
-		t.Errorf("cgroup volume %+v mount %+v: want hostPath /sys/fs/cgroup, read-only", cg, mounts["cgroup"])
+	if cg.HostPath == nil || cg.HostPath.Path != "/sys/fs/cgroup" || !mounts["cgroup"].ReadOnly || mounts["cgroup"].MountPath != "/host/sys/fs/cgroup" {
+		t.Errorf("cgroup volume %+v mount %+v: want hostPath /sys/fs/cgroup at /host/sys/fs/cgroup, read-only", cg, mounts["cgroup"])
 	}
-	if len(spec.Volumes) != 3 {
-		t.Errorf("%d volumes; want config, bpffs, cgroup only", len(spec.Volumes))
+	ho := vols["handover"]
+	if ho.HostPath == nil || ho.HostPath.Path != "/run/edge-agent" || ptr.Deref(ho.HostPath.Type, "") != corev1.HostPathDirectoryOrCreate ||
+		mounts["handover"].MountPath != "/run/edge-agent" || mounts["handover"].ReadOnly {
+		t.Errorf("handover volume %+v mount %+v: want hostPath /run/edge-agent DirectoryOrCreate at /run/edge-agent, writable", ho, mounts["handover"])
+	}
+	if len(spec.Volumes) != 4 {
+		t.Errorf("%d volumes; want config, bpffs, cgroup, handover only", len(spec.Volumes))
 	}
 
 	r := c.Resources
@@ -354,11 +406,10 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, cfg *config.Config) {
 
 	// --config names config.yaml in a directory mounted whole from the
 	// ConfigMap: a subPath mount would never see ConfigMap updates.
-	i := slices.Index(c.Args, "--config")
-	if i < 0 || i+1 >= len(c.Args) {
+	cfgPath, ok := flagValue(c.Args, "config")
+	if !ok {
 		t.Fatalf("args %q have no --config", c.Args)
 	}
-	cfgPath := c.Args[i+1]
 	if filepath.Base(cfgPath) != configKey {
 		t.Errorf("--config %s: want a file named %s (the ConfigMap key)", cfgPath, configKey)
 	}
@@ -371,48 +422,92 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, cfg *config.Config) {
 		if m.SubPath != "" {
 			t.Errorf("config mount uses subPath %q: the agent would never see updates", m.SubPath)
 		}
-		for _, v := range spec.Volumes {
-			if v.Name == m.Name && (v.ConfigMap == nil || v.ConfigMap.Name != configMap) {
-				t.Errorf("volume %s at %s is not the ConfigMap %s", v.Name, m.MountPath, configMap)
-			}
+		if v := volume(spec, m.Name); v == nil || v.ConfigMap == nil || v.ConfigMap.Name != configMap {
+			t.Errorf("volume %s at %s is not the ConfigMap %s", m.Name, m.MountPath, configMap)
 		}
 	}
 	if !mounted {
 		t.Errorf("nothing is mounted at %s", filepath.Dir(cfgPath))
 	}
 
-	// The declared host ports are the listeners' ports.
-	var listenerPorts, hostPorts []int32
+	var listenerPorts []int32
 	for _, l := range cfg.Listeners {
 		listenerPorts = append(listenerPorts, port(t, l.Address))
 	}
-	for _, p := range c.Ports {
-		if p.HostPort != p.ContainerPort {
-			t.Errorf("port %s: hostPort %d != containerPort %d (required with hostNetwork)", p.Name, p.HostPort, p.ContainerPort)
-		}
-		hostPorts = append(hostPorts, p.HostPort)
-	}
 	slices.Sort(listenerPorts)
-	slices.Sort(hostPorts)
-	if !slices.Equal(listenerPorts, hostPorts) {
-		t.Errorf("DaemonSet host ports %v != listener ports %v in config.yaml", hostPorts, listenerPorts)
+	var caps *corev1.Capabilities
+	if c.SecurityContext != nil {
+		caps = c.SecurityContext.Capabilities
+	}
+	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	if ds.Spec.UpdateStrategy.Type != appsv1.RollingUpdateDaemonSetStrategyType || ru == nil {
+		t.Fatalf("updateStrategy %+v: want RollingUpdate", ds.Spec.UpdateStrategy)
+	}
+	surge := ptr.Deref(ru.MaxSurge, intstr.FromInt32(0))
+	if cfg.Steering.Enabled {
+		checkSteering(t, ds, cfg)
+	} else {
+		// Without steering the listeners bind the node's ports: declare
+		// them (hostPort = containerPort with hostNetwork) so the
+		// scheduler keeps other pods wanting them off the node, and give
+		// the agent NET_BIND_SERVICE for ports below 1024.
+		var hostPorts []int32
+		for _, p := range c.Ports {
+			if p.HostPort != p.ContainerPort {
+				t.Errorf("port %s: hostPort %d != containerPort %d (required with hostNetwork)", p.Name, p.HostPort, p.ContainerPort)
+			}
+			hostPorts = append(hostPorts, p.HostPort)
+		}
+		slices.Sort(hostPorts)
+		if !slices.Equal(listenerPorts, hostPorts) {
+			t.Errorf("steering off: DaemonSet host ports %v != listener ports %v in config.yaml", hostPorts, listenerPorts)
+		}
+		if len(listenerPorts) > 0 && listenerPorts[0] < 1024 && (caps == nil || !slices.Contains(caps.Add, "NET_BIND_SERVICE")) {
+			t.Errorf("steering off: listener port %d < 1024 needs NET_BIND_SERVICE, capabilities.add %v", listenerPorts[0], caps)
+		}
+		// The old and the new agent cannot both bind the ports: a surge
+		// pod would never start (Pending on the host ports) and the
+		// rollout would stall on the first node.
+		if surge != intstr.FromInt32(0) && surge != intstr.FromString("0%") {
+			t.Errorf("steering off: maxSurge %s must be 0", surge.String())
+		}
 	}
 
 	// The probes reach the admin server on the node's loopback.
-	host, _, err := net.SplitHostPort(cfg.Admin.Address)
-	if err != nil || !net.ParseIP(host).IsLoopback() {
-		t.Errorf("admin.address %q: want a loopback address", cfg.Admin.Address)
+	adminAddr := cfg.Admin.Address
+	if a, ok := flagValue(c.Args, "admin-address"); ok {
+		adminAddr = a
 	}
-	adminPort := port(t, cfg.Admin.Address)
-	for name, p := range map[string]*corev1.Probe{"liveness": c.LivenessProbe, "readiness": c.ReadinessProbe} {
-		wantPath := map[string]string{"liveness": "/healthz", "readiness": "/readyz"}[name]
-		if p == nil || p.HTTPGet == nil {
-			t.Errorf("%s probe: want httpGet %s", name, wantPath)
-			continue
-		}
-		g := p.HTTPGet
-		if g.Host != host || g.Port != intstr.FromInt32(adminPort) || g.Path != wantPath {
-			t.Errorf("%s probe %s:%s%s: want %s:%d%s", name, g.Host, g.Port.String(), g.Path, host, adminPort, wantPath)
+	host, _, err := net.SplitHostPort(adminAddr)
+	if err != nil || !net.ParseIP(host).IsLoopback() {
+		t.Errorf("admin address %q: want a loopback address", adminAddr)
+	}
+	adminPort := port(t, adminAddr)
+	// Liveness: any agent answering on the node is fine (daemonset.yaml).
+	if p := c.LivenessProbe; p == nil || p.HTTPGet == nil {
+		t.Errorf("liveness probe %+v: want httpGet /healthz", p)
+	} else if g := p.HTTPGet; g.Host != host || g.Port != intstr.FromInt32(adminPort) || g.Path != "/healthz" {
+		t.Errorf("liveness probe %s:%s%s: want %s:%d/healthz", g.Host, g.Port.String(), g.Path, host, adminPort)
+	}
+	// Readiness: this pod's agent must answer; an httpGet would take the
+	// old agent's answer for the new pod's.
+	checkReadinessProbe(t, c, adminAddr)
+
+	// The pinned objects (the SOCKMAP the agents hand over) live in the
+	// host's bpffs, which both pods of a hand-over mount.
+	pinDir := l4.DefaultPinDir
+	if d, ok := flagValue(c.Args, "pin-dir"); ok {
+		pinDir = d
+	}
+	if m, v := mountAt(spec, c, pinDir); m == nil || v.HostPath == nil || m.ReadOnly {
+		t.Errorf("--pin-dir %s: not in a writable hostPath mount (the host's bpffs)", pinDir)
+	}
+	// Socket-level balancing attaches to the host's cgroup hierarchy.
+	if sl := cfg.L4.SocketLB; sl.Enabled {
+		if sl.Cgroup == "" {
+			t.Errorf("l4.socketLB.cgroup is empty: in a pod the first cgroup2 mount is the container's own cgroup namespace")
+		} else if m, v := mountAt(spec, c, sl.Cgroup); m == nil || v.HostPath == nil {
+			t.Errorf("l4.socketLB.cgroup %s: not in a hostPath mount of the host's cgroupfs", sl.Cgroup)
 		}
 	}
 
@@ -421,6 +516,148 @@ func checkDaemonSet(t *testing.T, ds *appsv1.DaemonSet, cfg *config.Config) {
 	if drain := cfg.Server.DrainTimeout.D(); grace <= drain {
 		t.Errorf("terminationGracePeriodSeconds %v must exceed server.drainTimeout %v", grace, drain)
 	}
+}
+
+// checkSteering checks what a hitless rolling update needs from a
+// DaemonSet whose config turns steering on.
+func checkSteering(t *testing.T, ds *appsv1.DaemonSet, cfg *config.Config) {
+	t.Helper()
+	spec := ds.Spec.Template.Spec
+	c := spec.Containers[0]
+	// No ports at all: with hostNetwork the API server turns every
+	// containerPort into a hostPort, which keeps the surge pod off the node.
+	if len(c.Ports) != 0 {
+		t.Errorf("steering on: ports %+v would keep the surge pod from being scheduled next to the old one; declare none", c.Ports)
+	}
+	// The new pod starts before the old one goes: that is the hand-over.
+	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	surge := ptr.Deref(ru.MaxSurge, intstr.FromInt32(0))
+	if surge == intstr.FromInt32(0) || surge == intstr.FromString("0%") {
+		t.Errorf("steering on: maxSurge is 0, so each node's old agent is stopped before the new one starts (no hand-over)")
+	}
+	if u := ptr.Deref(ru.MaxUnavailable, intstr.FromInt32(1)); u != intstr.FromInt32(0) && u != intstr.FromString("0%") {
+		t.Errorf("steering on: maxUnavailable %s lets the controller stop old agents without a successor; want 0", u.String())
+	}
+	// A drained old agent must not exit: the kubelet would restart it and
+	// it would take over again.
+	if v, _ := flagValue(c.Args, "after-handover"); v != "wait" {
+		t.Errorf("steering on: args %q need --after-handover wait", c.Args)
+	}
+	// Both pods of a hand-over must reach the same socket path, and the
+	// agent creates the socket there (the root filesystem is read-only).
+	dir := filepath.Dir(cfg.Steering.HandoverSocket)
+	m, v := mountAt(spec, c, dir)
+	switch {
+	case m == nil:
+		t.Errorf("steering.handoverSocket %s: nothing is mounted at %s (read-only root filesystem)", cfg.Steering.HandoverSocket, dir)
+	case m.MountPath != dir:
+		t.Errorf("steering.handoverSocket %s: mount %s is at %s; mount the socket's directory itself", cfg.Steering.HandoverSocket, m.Name, m.MountPath)
+	case v.HostPath == nil:
+		t.Errorf("steering.handoverSocket %s: volume %s is not a hostPath, so the old and the new pod would not share it", cfg.Steering.HandoverSocket, v.Name)
+	case m.ReadOnly || m.SubPath != "":
+		t.Errorf("steering.handoverSocket %s: mount %s must be writable, without subPath", cfg.Steering.HandoverSocket, m.Name)
+	case ptr.Deref(v.HostPath.Type, "") != corev1.HostPathDirectoryOrCreate:
+		t.Errorf("handover volume %s: type %q, want DirectoryOrCreate (/run is empty after a reboot)", v.Name, ptr.Deref(v.HostPath.Type, ""))
+	}
+}
+
+// checkReadinessProbe checks that the readiness probe is `edge-agent probe
+// ready` against the admin address, run with the binary the container
+// runs, and identifying the pod by $POD_NAME.
+func checkReadinessProbe(t *testing.T, c corev1.Container, adminAddr string) {
+	t.Helper()
+	p := c.ReadinessProbe
+	if p == nil || p.Exec == nil {
+		t.Errorf("readiness probe %+v: want exec `edge-agent probe ready`", p)
+		return
+	}
+	cmd := p.Exec.Command
+	if len(cmd) < 3 || cmd[1] != "probe" || cmd[2] != "ready" {
+		t.Errorf("readiness probe %q: want BINARY probe ready ...", cmd)
+		return
+	}
+	if len(c.Command) == 0 || cmd[0] != c.Command[0] {
+		t.Errorf("readiness probe runs %q, the container %q: set the container's command, and run the same binary", cmd[0], c.Command)
+	}
+	addr, ok := flagValue(cmd[3:], "admin")
+	if !ok {
+		addr = config.DefaultAdminAddress
+	}
+	if addr != adminAddr {
+		t.Errorf("readiness probe --admin %s: want the admin address %s", addr, adminAddr)
+	}
+	// The instance defaults to $POD_NAME in the probe's environment (the
+	// container's); the kubelet does not expand $(POD_NAME) from a
+	// fieldRef in probe commands, so no --instance.
+	if _, ok := flagValue(cmd[3:], "instance"); ok {
+		t.Errorf("readiness probe %q: leave --instance to its default, $POD_NAME", cmd)
+	}
+	if !slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool {
+		return e.Name == "POD_NAME" && e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name"
+	}) {
+		t.Errorf("env %+v: want POD_NAME from metadata.name (the probe's instance, the /readyz header)", c.Env)
+	}
+	timeout := 2 * time.Second // probe ready's --timeout default
+	if s, ok := flagValue(cmd[3:], "timeout"); ok {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Errorf("readiness probe --timeout %q: %v", s, err)
+		}
+		timeout = d
+	}
+	if kubelet := time.Duration(max(p.TimeoutSeconds, 1)) * time.Second; kubelet <= timeout {
+		t.Errorf("readiness probe timeoutSeconds %v must exceed the probe's own --timeout %v", kubelet, timeout)
+	}
+}
+
+// flagValue finds a Go flag's value in args (-name v, --name v, --name=v).
+func flagValue(args []string, name string) (string, bool) {
+	for i, a := range args {
+		if a == "--" {
+			break
+		}
+		f := strings.TrimPrefix(strings.TrimPrefix(a, "-"), "-")
+		if f == a {
+			continue
+		}
+		if f == name && i+1 < len(args) {
+			return args[i+1], true
+		}
+		if v, ok := strings.CutPrefix(f, name+"="); ok {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// mountAt returns the container's mount holding path (the deepest one) and
+// its volume.
+func mountAt(spec corev1.PodSpec, c corev1.Container, path string) (*corev1.VolumeMount, *corev1.Volume) {
+	var best *corev1.VolumeMount
+	for i, m := range c.VolumeMounts {
+		if path == m.MountPath || strings.HasPrefix(path, strings.TrimSuffix(m.MountPath, "/")+"/") {
+			if best == nil || len(m.MountPath) > len(best.MountPath) {
+				best = &c.VolumeMounts[i]
+			}
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	v := volume(spec, best.Name)
+	if v == nil {
+		return nil, nil
+	}
+	return best, v
+}
+
+func volume(spec corev1.PodSpec, name string) *corev1.Volume {
+	for i, v := range spec.Volumes {
+		if v.Name == name {
+			return &spec.Volumes[i]
+		}
+	}
+	return nil
 }
 
 func port(t *testing.T, addr string) int32 {
@@ -476,8 +713,16 @@ func TestDocsOverlayProduction(t *testing.T) {
 	if c.Image != "registry.example.com/platform/edge-agent:v0.1.0" {
 		t.Errorf("the overlay's images: entry did not apply: %s", c.Image)
 	}
+	// The example raises the drain time together with the grace period
+	// (checkDaemonSet checks that the one exceeds the other).
+	if d := cfg.Server.DrainTimeout.D(); d <= config.DefaultDrainTimeout {
+		t.Errorf("the documented overlay should show a raised server.drainTimeout, got %v", d)
+	}
+	if g := ptr.Deref(ds.Spec.Template.Spec.TerminationGracePeriodSeconds, 0); g <= 40 {
+		t.Errorf("the documented overlay should raise terminationGracePeriodSeconds with the drain time, got %d", g)
+	}
 	if slices.Contains(c.SecurityContext.Capabilities.Add, "NET_BIND_SERVICE") {
-		t.Errorf("ports >= 1024: NET_BIND_SERVICE should be gone, got %v", c.SecurityContext.Capabilities.Add)
+		t.Errorf("steering: NET_BIND_SERVICE should not be there, got %v", c.SecurityContext.Capabilities.Add)
 	}
 }
 
@@ -485,6 +730,26 @@ func TestDocsOverlayNarrow(t *testing.T) {
 	objs := buildDocOverlay(t, "narrow")
 	cfg, _ := loadConfig(t, objs)
 	checkNarrow(t, objs, cfg)
+	// Its config.yaml replaces the base's: it must keep steering on, or the
+	// base DaemonSet (no ports, no NET_BIND_SERVICE) would not fit it.
+	checkDaemonSet(t, typed[appsv1.DaemonSet](t, find(t, objs, "DaemonSet", agentName)), cfg)
+}
+
+// TestDocsOverlayNoSteering builds the documented overlay for nodes without
+// steering: the listeners bind the ports, so the DaemonSet gets them back
+// with NET_BIND_SERVICE and rolls without a surge.
+func TestDocsOverlayNoSteering(t *testing.T) {
+	objs := buildDocOverlay(t, "no-steering")
+	cfg, _ := loadConfig(t, objs)
+	if cfg.Steering.Enabled {
+		t.Fatal("the no-steering overlay's config.yaml has steering on")
+	}
+	ds := typed[appsv1.DaemonSet](t, find(t, objs, "DaemonSet", agentName))
+	checkDaemonSet(t, ds, cfg)
+	ru := ds.Spec.UpdateStrategy.RollingUpdate
+	if ptr.Deref(ru.MaxUnavailable, intstr.IntOrString{}) != intstr.FromInt32(1) {
+		t.Errorf("maxUnavailable %v: want 1", ru.MaxUnavailable)
+	}
 }
 
 // checkNarrow checks the namespace-scoped RBAC overlay: no cluster-wide
@@ -608,8 +873,17 @@ func TestAppliesToAPIServer(t *testing.T) {
 	if sc := ds.Spec.Template.Spec.Containers[0].SecurityContext; sc.AppArmorProfile == nil || sc.SeccompProfile == nil {
 		t.Errorf("stored DaemonSet lost the AppArmor/seccomp profiles: %+v", sc)
 	}
+	// The surge rollout the hand-over relies on is accepted as written.
+	if ru := ds.Spec.UpdateStrategy.RollingUpdate; ru == nil || ptr.Deref(ru.MaxSurge, intstr.IntOrString{}) != intstr.FromInt32(1) ||
+		ptr.Deref(ru.MaxUnavailable, intstr.IntOrString{}) != intstr.FromInt32(0) {
+		t.Errorf("stored updateStrategy %+v: want maxSurge 1 maxUnavailable 0", ds.Spec.UpdateStrategy)
+	}
+	if p := ds.Spec.Template.Spec.Containers[0].ReadinessProbe; p == nil || p.Exec == nil {
+		t.Errorf("stored readiness probe %+v: want exec", p)
+	}
 
 	t.Run("PodAdmission", func(t *testing.T) { testPodAdmission(t, admin, ds) })
+	t.Run("DocOverlays", func(t *testing.T) { testDocOverlaysAdmitted(t, admin) })
 	t.Run("RBAC", func(t *testing.T) { testRBAC(t, env) })
 }
 
@@ -643,6 +917,14 @@ func testPodAdmission(t *testing.T, admin kubernetes.Interface, ds *appsv1.Daemo
 	if got.Spec.Priority == nil || *got.Spec.Priority < 2_000_000_000 {
 		t.Errorf("priority %v: system-node-critical did not resolve", got.Spec.Priority)
 	}
+	// No host ports after defaulting (with hostNetwork the API server would
+	// turn a containerPort into one): the scheduler's NodePorts filter
+	// finds no conflict between the surge pod and the old one.
+	for _, c := range got.Spec.Containers {
+		if len(c.Ports) != 0 {
+			t.Errorf("the admitted pod holds ports %+v: the surge pod could not share the node with the old one", c.Ports)
+		}
+	}
 
 	const strict = "psa-baseline"
 	if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
@@ -655,6 +937,24 @@ func testPodAdmission(t *testing.T, admin kubernetes.Interface, ds *appsv1.Daemo
 		t.Errorf("Pod Security baseline should reject the agent's pod (hostNetwork, hostPath, capabilities); got %v", err)
 	} else {
 		t.Logf("a baseline namespace refuses it, as expected: %v", err)
+	}
+}
+
+// testDocOverlaysAdmitted dry-runs the DaemonSet of each overlay in
+// docs/deploy.md (renamed, beside the base's) under strict validation, so
+// their patches produce objects the API server accepts, update strategies
+// included.
+func testDocOverlaysAdmitted(t *testing.T, admin kubernetes.Interface) {
+	ctx := t.Context()
+	for _, name := range []string{"production", "narrow", "no-steering"} {
+		ds := typed[appsv1.DaemonSet](t, find(t, buildDocOverlay(t, name), "DaemonSet", agentName))
+		ds.Name = agentName + "-" + name
+		_, err := admin.AppsV1().DaemonSets(agentNS).Create(ctx, ds, metav1.CreateOptions{
+			DryRun: []string{metav1.DryRunAll}, FieldValidation: metav1.FieldValidationStrict,
+		})
+		if err != nil {
+			t.Errorf("overlay %s: the API server refuses its DaemonSet: %v", name, err)
+		}
 	}
 }
 

@@ -25,6 +25,12 @@
 /* conntrack flags */
 #define CT_F_CLOSING 1 /* a FIN or RST was seen: the agent expires it sooner */
 
+/* TCP header flags (byte 13 of the header) */
+#define TCP_F_FIN 0x01
+#define TCP_F_SYN 0x02
+#define TCP_F_RST 0x04
+#define TCP_F_ACK 0x10
+
 /* Why a packet went to the stack untouched (or was dropped): the index of
  * ea_pass_stats. */
 enum pass_reason {
@@ -39,8 +45,14 @@ enum pass_reason {
 	DROP_NO_SNAT_ADDR,
 	DROP_SNAT_PORTS_EXHAUSTED,
 	PASS_TTL_EXCEEDED,
+	/* mid-stream TCP to a service, no conntrack entry, owned by a socket
+	 * of the node (a proxy connection from before the service went L4) */
+	PASS_LOCAL_SOCKET,
 	PASS_REASON_MAX,
 };
+
+/* ea_pass_stats' size, with room for reasons to come. */
+#define PASS_STATS_SLOTS 32
 
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1FFF

@@ -65,11 +65,14 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, PASS_REASON_MAX);
+	/* Room for reasons to come: a pinned map whose size changed must be
+	 * recreated at upgrade, losing its counts. */
+	__uint(max_entries, PASS_STATS_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ea_pass_stats SEC(".maps");
+_Static_assert(PASS_REASON_MAX <= PASS_STATS_SLOTS, "ea_pass_stats is too small");
 
 /* ifindex -> the node's IPv4 address on it (network order): the SNAT source
  * for flows leaving through that interface. Filled by the agent. */

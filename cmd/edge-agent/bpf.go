@@ -40,6 +40,20 @@ func cmdBPF(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	p, err := l4.OpenPinned(*pinDir)
+	if err != nil && args[0] == "status" {
+		// Steering runs without L4 services: show it on its own.
+		if _, serr := l4.ReadSteering(*pinDir); serr == nil {
+			w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(w, "L4 DATA PATH	not loaded (no L4 services)")
+			serr = bpfSteering(w, *pinDir)
+			w.Flush()
+			if serr != nil {
+				fmt.Fprintf(stderr, "edge-agent bpf status: %v\n", serr)
+				return 1
+			}
+			return 0
+		}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "edge-agent bpf: %v\n", err)
 		if args[0] == "status" {
@@ -173,5 +187,6 @@ func bpfSteering(w io.Writer, pinDir string) error {
 	for _, t := range st.Targets {
 		fmt.Fprintf(w, "%s\t%s\n", t.Addr, protoName(t.Proto))
 	}
+	fmt.Fprintf(w, "\nCONNECTIONS STEERED\t%d\nNO PROXY SOCKET\t%d\nASSIGN FAILED\t%d\n", st.Steered, st.NoSocket, st.Failed)
 	return nil
 }

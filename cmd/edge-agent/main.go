@@ -18,6 +18,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/pkg/agent"
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l4"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -27,9 +28,11 @@ const usage = `edge-agent: eBPF-accelerated L4/L7 edge for Kubernetes
 
 Usage:
   edge-agent run --config FILE [--admin-address ADDR] [--log-level LEVEL]
+                 [--pin-dir DIR] [--after-handover exit|wait]
                  [--kubernetes [--kubeconfig FILE] [--node-name NAME] [--lease-namespace NS]]
   edge-agent validate FILE...
   edge-agent bpf status|services|backends|conntrack|cleanup [--pin-dir DIR]
+  edge-agent probe ready [--admin ADDR] [--instance ID]
   edge-agent version
 `
 
@@ -49,6 +52,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return cmdValidate(args[1:], stdout, stderr)
 	case "bpf":
 		return cmdBPF(args[1:], stdout, stderr)
+	case "probe":
+		return cmdProbe(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return 0
@@ -78,7 +83,13 @@ func cmdRun(args []string, stderr io.Writer) int {
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file for Kubernetes mode (implies --kubernetes)")
 	nodeName := fs.String("node-name", os.Getenv("NODE_NAME"), "this agent's identity in Events and the leader Lease (default $NODE_NAME, else the hostname)")
 	leaseNS := fs.String("lease-namespace", os.Getenv("POD_NAMESPACE"), "namespace of the Lease electing the agent that writes Events (default $POD_NAMESPACE; empty: this agent writes them)")
+	pinDir := fs.String("pin-dir", l4.DefaultPinDir, "bpffs directory for the eBPF maps and links (kept across restarts)")
+	afterHandover := fs.String("after-handover", "exit", "what a steering agent does once a new one took over and it drained: exit, or wait (for SIGTERM; use in a DaemonSet, where an exit restarts the container)")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *afterHandover != "exit" && *afterHandover != "wait" {
+		fmt.Fprintf(stderr, "edge-agent run: --after-handover must be exit or wait, got %q\n", *afterHandover)
 		return 2
 	}
 	if *cfgPath == "" {
@@ -96,6 +107,9 @@ func cmdRun(args []string, stderr io.Writer) int {
 		AdminAddress: *adminAddr,
 		Log:          log,
 		AccessLog:    slog.New(slog.NewJSONHandler(os.Stdout, nil)),
+		BPFPinDir:    *pinDir,
+
+		WaitAfterHandover: *afterHandover == "wait",
 	}
 	if *kube || *kubeconfig != "" {
 		k, err := kubernetesOptions(*kubeconfig, *nodeName, *leaseNS)

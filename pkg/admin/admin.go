@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
@@ -22,13 +24,29 @@ type Source interface {
 	Ready() bool
 }
 
+// InstanceHeader carries Instance() on /readyz answers.
+const InstanceHeader = "Edge-Agent-Instance"
+
+// Instance names this agent process: the pod ($POD_NAME) in a DaemonSet,
+// else the process id.
+func Instance() string {
+	if p := os.Getenv("POD_NAME"); p != "" {
+		return p
+	}
+	return strconv.Itoa(os.Getpid())
+}
+
 // Handler returns the admin mux.
 func Handler(src Source, m *metrics.Metrics) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	instance := Instance()
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// Which agent answers: during a hand-over two agents hold the admin
+		// address, one after the other (`edge-agent probe ready` checks).
+		w.Header().Set(InstanceHeader, instance)
 		if !src.Ready() {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/pkg/admin"
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/handover"
 	"github.com/edge-agent/edge-agent/pkg/k8s/source"
 	"github.com/edge-agent/edge-agent/pkg/k8s/translate"
 	"github.com/edge-agent/edge-agent/pkg/l4"
@@ -45,6 +47,10 @@ type Options struct {
 	// BPFPinDir is where the L4 data path pins its maps and links
 	// (default l4.DefaultPinDir).
 	BPFPinDir string
+	// WaitAfterHandover keeps the process alive, idle, after it handed
+	// over to a successor and drained, until SIGTERM: in a DaemonSet an
+	// exit would restart the container, which would take over again.
+	WaitAfterHandover bool
 }
 
 // KubernetesOptions configure Kubernetes mode.
@@ -67,8 +73,12 @@ type Agent struct {
 	snap    atomic.Pointer[config.Snapshot]
 	gen     atomic.Uint64
 	ready   atomic.Bool
-	admin   net.Listener
+	admin   atomic.Pointer[net.Listener]
 	l4      *l4.Manager
+	// steer is the sk_lookup program feeding the proxy's one socket (nil
+	// without steering); steerTargets is what its table holds.
+	steer        *l4.Steering
+	steerTargets []l4.SteerTarget
 
 	// reload serialises config changes; base and kube are the two inputs
 	// (the file and the latest Kubernetes translation) every snapshot is
@@ -88,7 +98,12 @@ func (a *Agent) Ready() bool { return a.ready.Load() }
 func (a *Agent) Proxy() *proxy.Server { return a.proxy }
 
 // AdminAddr is the admin server's bound address.
-func (a *Agent) AdminAddr() net.Addr { return a.admin.Addr() }
+func (a *Agent) AdminAddr() net.Addr {
+	if ln := a.admin.Load(); ln != nil {
+		return (*ln).Addr()
+	}
+	return nil
+}
 
 // Run loads the config, serves until ctx ends or SIGTERM/SIGINT arrives,
 // then drains. An invalid initial config is an error; an invalid reload is
@@ -131,6 +146,12 @@ func Run(ctx context.Context, opts Options) error {
 		return abort(err)
 	}
 	cfg, err := a.compose(base, nil)
+	if err == nil && cfg.Steering.Enabled {
+		// Loaded (pinned maps reused) but attached only at the takeover.
+		if a.steer, err = l4.LoadSteering(pinDir); err == nil {
+			defer a.steer.Close()
+		}
+	}
 	if err == nil {
 		err = a.apply(cfg, nil)
 	}
@@ -138,21 +159,33 @@ func Run(ctx context.Context, opts Options) error {
 		return abort(err)
 	}
 	a.base = base
-	lc := net.ListenConfig{}
-	a.admin, err = lc.Listen(ctx, "tcp", cfg.Admin.Address)
-	if err != nil {
-		return abort(fmt.Errorf("admin listener: %w", err))
-	}
-	adminSrv := &http.Server{Handler: admin.Handler(a, a.metrics), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		if err := adminSrv.Serve(a.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("admin server failed", "err", err)
-		}
-	}()
-	log.Info("admin listening", "address", a.admin.Addr().String())
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	// run ends on a signal or when a successor takes over; kctx only on a
+	// signal (a handed-over agent may wait for it).
+	run, endRun := context.WithCancel(ctx)
+	defer endRun()
+	ctx, kctx := run, ctx
+	adminSrv := &http.Server{Handler: admin.Handler(a, a.metrics), ReadHeaderTimeout: 10 * time.Second}
+	serveAdmin := func(ln net.Listener) {
+		a.admin.Store(&ln)
+		go func() {
+			if err := adminSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server failed", "err", err)
+			}
+		}()
+		log.Info("admin listening", "address", ln.Addr().String())
+	}
+	// With steering the admin address may still be a running agent's: it
+	// is bound after the hand-over.
+	if a.steer == nil {
+		ln, err := listenAdmin(ctx, cfg.Admin.Address)
+		if err != nil {
+			return abort(err)
+		}
+		serveAdmin(ln)
+	}
 	kubeDone := make(chan struct{})
 	firstKube := make(chan struct{})
 	if k := opts.Kubernetes; k != nil {
@@ -175,14 +208,39 @@ func Run(ctx context.Context, opts Options) error {
 				stop()
 			}
 		}()
-		// Not ready until the Services are in: a node that serves only the
-		// file's routes would fail every team's traffic.
+		// Not ready (and not taking over) until the Services are in: a
+		// node that serves only the file's routes would fail every team's
+		// traffic.
 		select {
 		case <-firstKube:
 		case <-ctx.Done():
 		}
 	} else {
 		close(kubeDone)
+	}
+	// With steering, take over from a running agent: from the SOCKMAP
+	// update on, new connections come here; the old agent then releases
+	// the admin address and drains what it holds.
+	handedOver := make(chan struct{})
+	if a.steer != nil && ctx.Err() == nil {
+		ho, err := a.takeOver(ctx, cfg, serveAdmin)
+		if err != nil {
+			endRun()
+			<-kubeDone
+			return abort(err)
+		}
+		if ho != nil {
+			defer ho.Close()
+			go func() {
+				if ho.Serve(run, func() {
+					a.ready.Store(false)
+					_ = adminSrv.Close()
+					close(handedOver)
+				}) {
+					endRun()
+				}
+			}()
+		}
 	}
 	a.ready.Store(true)
 	hup := make(chan os.Signal, 1)
@@ -200,9 +258,19 @@ func Run(ctx context.Context, opts Options) error {
 	<-ctx.Done()
 	a.ready.Store(false)
 	drain := a.snap.Load().Config.Server.DrainTimeout.D()
-	log.Info("shutting down: draining connections", "deadline", drain.String())
 	dctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	succeeded := false
+	select {
+	case <-handedOver:
+		succeeded = true
+		// Connections that reached the socket before the SOCKMAP update
+		// wait in its queue: serve them too, then drain.
+		a.proxy.HandOver(handOverQuiet)
+		log.Info("handed over to a new agent: draining connections", "deadline", drain.String())
+	default:
+		log.Info("shutting down: draining connections", "deadline", drain.String())
+	}
 	err = a.proxy.Shutdown(dctx)
 	<-watchDone
 	<-kubeDone
@@ -212,7 +280,101 @@ func Run(ctx context.Context, opts Options) error {
 	} else {
 		log.Info("drained")
 	}
+	if succeeded && opts.WaitAfterHandover {
+		log.Info("handed over; waiting for SIGTERM")
+		<-kctx.Done()
+	}
 	return nil
+}
+
+// handOverQuiet is how long a handed-over agent keeps accepting after its
+// accept queue went empty: connections still completing their handshake
+// on its socket land in the queue within a round trip.
+const handOverQuiet = 250 * time.Millisecond
+
+// takeOver makes this agent the one the kernel steers to. It changes
+// nothing when it cannot reach a running agent's handover socket for a
+// reason other than there being none. Once its socket is in the SOCKMAP it
+// never fails: a predecessor that does not answer, an admin address still
+// taken, or a handover socket that cannot be created are logged, and
+// traffic is served regardless (an abort then would leave the node with
+// no socket at all).
+func (a *Agent) takeOver(ctx context.Context, cfg *config.Config, serveAdmin func(net.Listener)) (*handover.Server, error) {
+	st := cfg.Steering
+	hctx, cancel := context.WithTimeout(ctx, st.HandoverTimeout.D())
+	defer cancel()
+	peer, err := handover.Connect(hctx, st.HandoverSocket)
+	if err != nil {
+		return nil, err
+	}
+	if peer != nil {
+		defer peer.Close()
+	}
+	if err := a.steer.SetProxySocket(a.proxy.SteeredListener()); err != nil {
+		return nil, err
+	}
+	// Attached after the socket is in: should this version have recreated
+	// the maps, the old program keeps steering until ours, with a full
+	// table and a socket, replaces it.
+	if err := a.steer.AttachNetns("/proc/self/ns/net"); err != nil {
+		a.log.Error("steering program not attached; the previous one (if any) keeps steering", "err", err.Error())
+	}
+	if peer != nil {
+		if err := peer.HandOver(hctx); err != nil {
+			a.log.Error("previous agent did not hand over; serving anyway", "socket", st.HandoverSocket, "err", err.Error())
+		} else {
+			a.log.Info("took over from the previous agent", "socket", st.HandoverSocket)
+		}
+	}
+	a.bindAdmin(ctx, hctx, cfg.Admin.Address, serveAdmin)
+	ho, err := handover.Listen(st.HandoverSocket, a.log.With("part", "handover"))
+	if err != nil {
+		a.log.Error("no handover socket: a new agent will not be able to take over without refusing connections", "err", err.Error())
+		return nil, nil
+	}
+	return ho, nil
+}
+
+// bindAdmin binds the admin address, retrying while a predecessor still
+// holds it: until wait ends here, then in the background until ctx ends.
+func (a *Agent) bindAdmin(ctx, wait context.Context, addr string, serveAdmin func(net.Listener)) {
+	for {
+		ln, err := listenAdmin(ctx, addr)
+		if err == nil {
+			serveAdmin(ln)
+			return
+		}
+		select {
+		case <-wait.Done():
+			a.log.Error("admin address still taken; retrying in the background (not ready until it is bound)", "err", err.Error())
+			go func() {
+				t := time.NewTicker(time.Second)
+				defer t.Stop()
+				for {
+					select {
+					case <-ctx.Done():
+						return
+					case <-t.C:
+					}
+					if ln, err := listenAdmin(ctx, addr); err == nil {
+						serveAdmin(ln)
+						return
+					}
+				}
+			}()
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func listenAdmin(ctx context.Context, addr string) (net.Listener, error) {
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("admin listener: %w", err)
+	}
+	return ln, nil
 }
 
 // loadBase reads the config file, with the admin address override.
@@ -287,10 +449,20 @@ func (a *Agent) apply(cfg *config.Config, status []translate.ServiceStatus) erro
 	}
 	// The L4 data path follows the same snapshot. Its failures are the
 	// kernel's (the config is valid): they are logged and counted, and L7
-	// keeps the new snapshot.
+	// keeps the new snapshot. A destination moving between L4 and L7 is
+	// steered before its L4 service goes and unsteered after it comes, so
+	// every new connection finds one of the two.
+	targets := steerTargets(cfg)
+	if a.steer != nil {
+		a.syncSteering(append(targets[:len(targets):len(targets)], a.steerTargets...), cfg)
+	}
 	if err := a.l4.Apply(cfg.L4); err != nil {
 		a.metrics.ConfigReloadErrors.Inc()
 		a.log.Error("L4 data path not updated", "err", err.Error())
+	}
+	if a.steer != nil {
+		a.syncSteering(targets, cfg)
+		a.steerTargets = targets
 	}
 	st := map[string]any{"l4": a.l4.Status()}
 	if status != nil {
@@ -304,6 +476,58 @@ func (a *Agent) apply(cfg *config.Config, status []translate.ServiceStatus) erro
 	return nil
 }
 
+// syncSteering makes the kernel steer targets, and route them locally
+// when they are not the node's addresses (cfg's L4 VIPs keep their routes).
+func (a *Agent) syncSteering(targets []l4.SteerTarget, cfg *config.Config) {
+	if err := a.steer.SyncTargets(targets); err != nil {
+		a.metrics.ConfigReloadErrors.Inc()
+		a.log.Error("steering table not updated", "err", err.Error())
+	}
+	if err := l4.SyncLocalRoutes(steeredIPs(targets), l4VIPs(cfg)); err != nil {
+		a.metrics.ConfigReloadErrors.Inc()
+		a.log.Error("local routes for steered addresses not updated", "err", err.Error())
+	}
+}
+
+// steerTargets lists the destinations the kernel hands to the proxy:
+// every listener address and steer entry (validated already).
+func steerTargets(cfg *config.Config) []l4.SteerTarget {
+	if !cfg.Steering.Enabled {
+		return nil
+	}
+	var out []l4.SteerTarget
+	for _, l := range cfg.Listeners {
+		for _, s := range append([]string{l.Address}, l.Steer...) {
+			if ap, err := config.SteeredAddress(s); err == nil {
+				out = append(out, l4.SteerTarget{Addr: ap, Proto: l4.ProtoTCP})
+			}
+		}
+	}
+	return out
+}
+
+// steeredIPs are the steered addresses other than "every address".
+func steeredIPs(targets []l4.SteerTarget) []netip.Addr {
+	var out []netip.Addr
+	for _, t := range targets {
+		if !t.Addr.Addr().IsUnspecified() {
+			out = append(out, t.Addr.Addr())
+		}
+	}
+	return out
+}
+
+// l4VIPs are the addresses of L4 services.
+func l4VIPs(cfg *config.Config) []netip.Addr {
+	var out []netip.Addr
+	for _, s := range cfg.L4.Services {
+		if ap, err := netip.ParseAddrPort(s.Address); err == nil {
+			out = append(out, ap.Addr())
+		}
+	}
+	return out
+}
+
 // Reload re-reads the config file; on any error the running config stays.
 func (a *Agent) Reload() error {
 	a.reload.Lock()
@@ -313,6 +537,15 @@ func (a *Agent) Reload() error {
 		if cur := a.snap.Load(); cur != nil && base.Admin.Address != cur.Config.Admin.Address {
 			a.log.Warn("admin.address changes need a restart; keeping the old one", "address", cur.Config.Admin.Address)
 			base.Admin.Address = cur.Config.Admin.Address
+		}
+		if cur := a.snap.Load(); cur != nil && !reflect.DeepEqual(base.Steering, cur.Config.Steering) {
+			a.log.Warn("steering settings change on restart; keeping the old ones")
+			base.Steering = cur.Config.Steering
+			if !base.Steering.Enabled {
+				for i := range base.Listeners {
+					base.Listeners[i].Steer = nil
+				}
+			}
 		}
 		if cur := a.base; cur != nil && a.opts.Kubernetes != nil && !reflect.DeepEqual(base.Kubernetes, cur.Kubernetes) {
 			a.log.Warn("kubernetes settings change on restart; keeping the old ones")

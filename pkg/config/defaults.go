@@ -18,6 +18,9 @@ const (
 	DefaultRedirectCode            = 302
 	DefaultTLSMinVersion           = "1.2"
 	DefaultKubernetesDebounce      = 100 * time.Millisecond
+	DefaultSteeringSocketAddress   = "127.0.0.1:0"
+	DefaultHandoverSocket          = "/run/edge-agent/handover.sock"
+	DefaultHandoverTimeout         = 10 * time.Second
 )
 
 // applyDefaults fills empty fields in place; it runs before validation so the
@@ -36,6 +39,11 @@ func applyDefaults(c *Config) {
 	}
 	setStr(&c.Server.RequestIDHeader, DefaultRequestIDHeader)
 	setDur(&c.Kubernetes.Debounce, DefaultKubernetesDebounce)
+	if c.Steering.Enabled {
+		setStr(&c.Steering.SocketAddress, DefaultSteeringSocketAddress)
+		setStr(&c.Steering.HandoverSocket, DefaultHandoverSocket)
+		setDur(&c.Steering.HandoverTimeout, DefaultHandoverTimeout)
+	}
 	for i := range c.Listeners {
 		l := &c.Listeners[i]
 		if l.Protocol == "" {

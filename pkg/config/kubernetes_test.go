@@ -115,6 +115,7 @@ func TestL4Section(t *testing.T) {
 	}
 	_, err := Parse([]byte(minimalYAML + `l4:
   interfaces: ["a/b"]
+  socketLB: {enabled: true, cgroup: sys/fs/cgroup}
   services:
     - name: a
       address: vip.example.com:80
@@ -134,6 +135,7 @@ func TestL4Section(t *testing.T) {
 		"l4.interfaces[0]": true, "l4.services[0].address": true, "l4.services[0].protocol": true,
 		"l4.services[0].backends[0].address": true, "l4.services[0].backends[1].address": true,
 		"l4.services[1].backends[1].address": true, "l4.services[2].address": true,
+		"l4.socketLB.cgroup": true,
 	}
 	for _, e := range fe {
 		delete(want, e.Path)

@@ -912,6 +912,44 @@ func TestParseValidationErrors(t *testing.T) {
 			yml:  "server: {maxHeaderBytes: 2000000}\n" + minimalYAML,
 			want: []FieldError{{"server.maxHeaderBytes", "got 2000000"}},
 		},
+		// steering
+		{
+			name: "steer without steering",
+			yml: withListeners(`  - name: l
+    address: 127.0.0.1:8080
+    steer: ["10.96.0.1:80"]
+`),
+			want: []FieldError{{"listeners[0].steer", "needs steering.enabled"}},
+		},
+		{
+			name: "steered addresses",
+			yml: "steering: {enabled: true, socketAddress: localhost:0, handoverSocket: run/x.sock, handoverTimeout: 1ms}\n" + withListeners(`  - name: a
+    address: localhost:8080
+    steer: ["10.96.0.1:80", "10.96.0.1", "[::1]:80", "10.96.0.2:0"]
+  - name: b
+    address: :9000
+    steer: ["10.96.0.1:80", "0.0.0.0:9000"]
+`),
+			want: []FieldError{
+				{"steering.socketAddress", `"localhost:0" is not IPv4:port`},
+				{"steering.handoverSocket", "must be an absolute path"},
+				{"steering.handoverTimeout", "must be between 1s and 5m"},
+				{"listeners[0].address", `"localhost:8080" is not IPv4:port`},
+				{"listeners[0].steer[1]", `"10.96.0.1" is not IPv4:port`},
+				{"listeners[0].steer[2]", `"[::1]:80" is not IPv4:port`},
+				{"listeners[0].steer[3]", `"10.96.0.2:0" is not IPv4:port`},
+				{"listeners[1].steer[0]", `10.96.0.1:80 is already steered to listener "a"`},
+				{"listeners[1].steer[1]", `0.0.0.0:9000 is already steered to listener "b"`},
+			},
+		},
+		{
+			name: "destination both L4 and steered",
+			yml: "steering: {enabled: true}\nl4:\n  services:\n    - {name: db, address: 10.96.0.1:80, backends: [{address: 10.1.0.1:80}]}\n" + withListeners(`  - name: a
+    address: 127.0.0.1:8080
+    steer: ["10.96.0.1:80"]
+`),
+			want: []FieldError{{"listeners[0].steer[0]", `10.96.0.1:80 is also L4 service "db"`}},
+		},
 		{
 			name: "bad request id header",
 			yml:  "server: {requestIdHeader: \"X Request\"}\n" + minimalYAML,
@@ -1001,6 +1039,12 @@ func TestParseAcceptsValidVariants(t *testing.T) {
       certificates: [{certFile: a.crt, keyFile: a.key}]
 `)},
 		{"no routes and no clusters", baseListeners},
+		{"steering with L4 on another port and udp on the same", "steering: {enabled: true}\nl4:\n  services:\n    - {name: db, address: 10.96.0.1:81, backends: [{address: 10.1.0.1:80}]}\n    - {name: dns, address: 10.96.0.1:80, protocol: udp, backends: [{address: 10.1.0.1:53}]}\n" + withListeners(`  - name: a
+    address: :8080
+    steer: ["10.96.0.1:80", "0.0.0.0:30080"]
+  - name: b
+    address: 10.0.0.1:8080
+`)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,8 @@ type Config struct {
 	Clusters  []Cluster  `yaml:"clusters" json:"clusters"`
 	// L4 configures the in-kernel (eBPF) load balancer.
 	L4 L4 `yaml:"l4" json:"l4"`
+	// Steering hands L7 connections to the proxy's one socket in the kernel.
+	Steering Steering `yaml:"steering" json:"steering"`
 	// Kubernetes configures the Kubernetes source (`edge-agent run
 	// --kubeconfig` or in-cluster); standalone mode ignores it.
 	Kubernetes Kubernetes `yaml:"kubernetes" json:"kubernetes"`
@@ -85,6 +87,30 @@ type Listener struct {
 	Address  string           `yaml:"address" json:"address"`
 	Protocol ListenerProtocol `yaml:"protocol" json:"protocol"`
 	TLS      *ListenerTLS     `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// Steer lists more destinations this listener serves, as IPv4:port
+	// (service VIPs; 0.0.0.0:PORT for a port on every node address). They
+	// need steering.enabled: the kernel hands their connections to the
+	// proxy, so no socket is bound per address.
+	Steer []string `yaml:"steer" json:"steer,omitempty"`
+}
+
+// Steering replaces one bound socket per listener with one proxy socket
+// that an sk_lookup program feeds: every listener address (and each
+// listener's steer list) is handed to it, and the proxy picks the listener
+// by the connection's original destination. A restarted agent puts its own
+// socket in place and tells the old one to drain, so upgrades refuse no
+// connection.
+type Steering struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// SocketAddress is where the proxy socket is bound (default
+	// 127.0.0.1:0); clients never dial it.
+	SocketAddress string `yaml:"socketAddress" json:"socketAddress,omitempty"`
+	// HandoverSocket is the Unix socket a new agent uses to tell the
+	// running one to hand over (default /run/edge-agent/handover.sock).
+	HandoverSocket string `yaml:"handoverSocket" json:"handoverSocket,omitempty"`
+	// HandoverTimeout bounds how long a new agent waits for the old one
+	// to release the admin port (default 10s).
+	HandoverTimeout Duration `yaml:"handoverTimeout" json:"handoverTimeout"`
 }
 
 // ListenerTLS configures TLS termination; the certificate is chosen by SNI.
@@ -253,6 +279,19 @@ type L4 struct {
 	// the interface of the default route.
 	Interfaces []string    `yaml:"interfaces" json:"interfaces,omitempty"`
 	Services   []L4Service `yaml:"services" json:"services,omitempty"`
+	// SocketLB balances connections from processes on the node at
+	// connect() time (cgroup programs): no per-packet NAT, and
+	// getpeername still shows the VIP.
+	SocketLB SocketLB `yaml:"socketLB" json:"socketLB"`
+}
+
+// SocketLB configures socket-level load balancing for local clients.
+type SocketLB struct {
+	Enabled bool `yaml:"enabled" json:"enabled"`
+	// Cgroup is the cgroup v2 directory whose processes are balanced;
+	// empty means the root of the cgroup v2 hierarchy, found at run time
+	// (every process on the node).
+	Cgroup string `yaml:"cgroup" json:"cgroup,omitempty"`
 }
 
 // L4Protocol is the transport an L4 service balances.

@@ -29,6 +29,7 @@ func Validate(c *Config) error {
 	listeners := validateListeners(&e, c.Listeners, c.Kubernetes.Enabled)
 	validateKubernetes(&e, &c.Kubernetes, listeners)
 	validateL4(&e, &c.L4)
+	validateSteering(&e, c)
 	clusters := validateClusters(&e, c.Clusters)
 	validateRoutes(&e, c.Routes, listeners, clusters)
 	return e.err()
@@ -153,6 +154,9 @@ func validateL4(e *errs, l *L4) {
 			e.add(idx("l4.interfaces", i), "%q is not an interface name", ifname)
 		}
 	}
+	if cg := l.SocketLB.Cgroup; cg != "" && (!strings.HasPrefix(cg, "/") || strings.ContainsRune(cg, 0)) {
+		e.add("l4.socketLB.cgroup", "must be an absolute path, got %q", cg)
+	}
 	for i, s := range l.Services {
 		p := idx("l4.services", i)
 		checkName(e, p+".name", s.Name, names)
@@ -183,6 +187,77 @@ func validateL4(e *errs, l *L4) {
 			}
 		}
 	}
+}
+
+// validateSteering checks the steering settings and every address the
+// kernel will hand to the proxy: IPv4 literals, each served by one
+// listener, none also an L4 service (a destination is L4 or L7, not both).
+func validateSteering(e *errs, c *Config) {
+	st := &c.Steering
+	if !st.Enabled {
+		for i, l := range c.Listeners {
+			if len(l.Steer) > 0 {
+				e.add(idx("listeners", i)+".steer", "needs steering.enabled")
+			}
+		}
+		return
+	}
+	if ap, err := netip.ParseAddrPort(st.SocketAddress); err != nil || !ap.Addr().Is4() {
+		e.add("steering.socketAddress", "%q is not IPv4:port", st.SocketAddress)
+	}
+	if !strings.HasPrefix(st.HandoverSocket, "/") || strings.ContainsRune(st.HandoverSocket, 0) || len(st.HandoverSocket) > 107 {
+		e.add("steering.handoverSocket", "must be an absolute path of at most 107 bytes, got %q", st.HandoverSocket)
+	}
+	if d := st.HandoverTimeout.D(); d < time.Second || d > 5*time.Minute {
+		e.add("steering.handoverTimeout", "must be between 1s and 5m, got %s", d)
+	}
+	l4 := map[netip.AddrPort]string{}
+	for _, s := range c.L4.Services {
+		if ap, err := netip.ParseAddrPort(s.Address); err == nil && s.Protocol == L4TCP {
+			l4[ap] = s.Name
+		}
+	}
+	owner := map[netip.AddrPort]string{}
+	check := func(p, listener, addr string) {
+		ap, err := SteeredAddress(addr)
+		if err != nil {
+			e.add(p, "%v", err)
+			return
+		}
+		if other, dup := owner[ap]; dup {
+			e.add(p, "%s is already steered to listener %q", ap, other)
+			return
+		}
+		owner[ap] = listener
+		if svc, ok := l4[ap]; ok {
+			e.add(p, "%s is also L4 service %q: a destination is served by the kernel (l4.services) or the proxy, not both", ap, svc)
+		}
+	}
+	for i, l := range c.Listeners {
+		p := idx("listeners", i)
+		check(p+".address", l.Name, l.Address)
+		for j, a := range l.Steer {
+			check(idx(p+".steer", j), l.Name, a)
+		}
+	}
+}
+
+// SteeredAddress parses a steered destination: an IPv4 literal (empty or
+// 0.0.0.0 means every address) and a port 1-65535. The kernel matches
+// packet bytes, so names cannot be resolved.
+func SteeredAddress(s string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not IPv4:port", s)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	ap, err := netip.ParseAddrPort(net.JoinHostPort(host, port))
+	if err != nil || !ap.Addr().Is4() || ap.Port() == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%q is not IPv4:port (steered addresses are IPv4 literals with a port 1-65535)", s)
+	}
+	return ap, nil
 }
 
 // checkIPv4Port accepts a literal IPv4 address and a port 1-65535: the

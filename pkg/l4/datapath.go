@@ -56,7 +56,7 @@ func Load(log *slog.Logger, pinDir string) (*Datapath, error) {
 		return nil, fmt.Errorf("read BPF object: %w", err)
 	}
 	d := &Datapath{log: log, pinDir: pinDir, spec: spec, tables: map[uint32][]uint32{}}
-	err = spec.LoadAndAssign(&d.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}})
+	err = loadPinned(log, spec, pinDir, &d.objs)
 	if err != nil {
 		var ve *ebpf.VerifierError
 		if errors.As(err, &ve) {
@@ -238,5 +238,42 @@ func Probe(pinDir string) error {
 		return fmt.Errorf("load BPF program: %w", err)
 	}
 	coll.Close()
+	return nil
+}
+
+// loadPinned loads spec into objs with its maps pinned by name in pinDir,
+// first replacing pins whose layout spec changed.
+func loadPinned(log *slog.Logger, spec *ebpf.CollectionSpec, pinDir string, objs any) error {
+	if err := replaceIncompatiblePins(log, spec, pinDir); err != nil {
+		return err
+	}
+	return spec.LoadAndAssign(objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}})
+}
+
+// replaceIncompatiblePins removes pinned maps whose layout differs from
+// spec's (an upgrade changed a map: more counters, a bigger table), so the
+// load below creates them afresh instead of failing. Their contents are
+// lost, which is logged; compatible maps, conntrack among them in a normal
+// upgrade, carry over.
+func replaceIncompatiblePins(log *slog.Logger, spec *ebpf.CollectionSpec, pinDir string) error {
+	for name, ms := range spec.Maps {
+		if ms.Pinning != ebpf.PinByName {
+			continue
+		}
+		path := filepath.Join(pinDir, name)
+		m, err := ebpf.LoadPinnedMap(path, nil)
+		if err != nil {
+			continue // not pinned yet (or unreadable: the load reports it)
+		}
+		err = ms.Compatible(m)
+		m.Close()
+		if err == nil {
+			continue
+		}
+		log.Warn("pinned map changed layout in this version; recreating it, its contents are lost", "map", name, "reason", err.Error())
+		if err := os.Remove(path); err != nil {
+			return fmt.Errorf("replace pinned map %s: %w", name, err)
+		}
+	}
 	return nil
 }

@@ -162,7 +162,8 @@ func (p *Pinned) Flows() ([]Flow, error) {
 
 // PassReasons names the ea_pass_stats slots.
 var PassReasons = []string{"not_ipv4", "truncated", "malformed", "fragment", "not_tcp_udp", "no_service",
-	"drop_no_backend", "drop_rewrite_failed", "drop_no_snat_addr", "drop_snat_ports_exhausted", "ttl_exceeded"}
+	"drop_no_backend", "drop_rewrite_failed", "drop_no_snat_addr", "drop_snat_ports_exhausted", "ttl_exceeded",
+	"local_socket"}
 
 // Passed returns the per-reason counts of packets left to the stack (or
 // dropped), summed over CPUs.

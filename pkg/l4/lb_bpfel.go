@@ -65,7 +65,8 @@ const (
 	lbPassReasonDROP_NO_SNAT_ADDR         lbPassReason = 8
 	lbPassReasonDROP_SNAT_PORTS_EXHAUSTED lbPassReason = 9
 	lbPassReasonPASS_TTL_EXCEEDED         lbPassReason = 10
-	lbPassReasonPASS_REASON_MAX           lbPassReason = 11
+	lbPassReasonPASS_LOCAL_SOCKET         lbPassReason = 11
+	lbPassReasonPASS_REASON_MAX           lbPassReason = 12
 )
 
 type lbSvcKey struct {

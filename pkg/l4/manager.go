@@ -28,8 +28,12 @@ type Manager struct {
 	d        *Datapath
 	failed   error
 	attached map[string]bool
-	stop     context.CancelFunc
-	done     chan struct{}
+	// sock balances local clients at connect() (nil when off); sockCgroup
+	// is where it is attached.
+	sock       *SocketLB
+	sockCgroup string
+	stop       context.CancelFunc
+	done       chan struct{}
 }
 
 // NewManager returns a manager pinning under pinDir (DefaultPinDir in production).
@@ -43,13 +47,15 @@ type Status struct {
 	Reason     string   `json:"reason,omitempty"`
 	PinDir     string   `json:"pinDir"`
 	Interfaces []string `json:"interfaces,omitempty"`
+	// SocketLBCgroup is where socket-level balancing is attached (empty: off).
+	SocketLBCgroup string `json:"socketLBCgroup,omitempty"`
 }
 
 // Status reports the manager's state for /debug/config and `bpf status`.
 func (m *Manager) Status() Status {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	s := Status{Available: m.d != nil, PinDir: m.pinDir}
+	s := Status{Available: m.d != nil, PinDir: m.pinDir, SocketLBCgroup: m.sockCgroup}
 	if m.failed != nil {
 		s.Reason = m.failed.Error()
 	}
@@ -122,6 +128,51 @@ func (m *Manager) Apply(cfg config.L4) error {
 	if err := m.d.Sync(svcs); err != nil {
 		return fmt.Errorf("l4 sync: %w", err)
 	}
+	return m.applySocketLB(cfg.SocketLB)
+}
+
+// applySocketLB attaches or detaches the cgroup programs; they share the
+// data path's maps, so they follow the same services.
+func (m *Manager) applySocketLB(cfg config.SocketLB) error {
+	if !cfg.Enabled {
+		// Also detaches what a previous agent attached.
+		if err := detachCgroupPins(m.pinDir); err != nil {
+			return fmt.Errorf("l4 socket LB: %w", err)
+		}
+		if m.sock != nil {
+			m.sock.Close()
+			m.log.Info("socket-level balancing detached", "cgroup", m.sockCgroup)
+			m.sock, m.sockCgroup = nil, ""
+		}
+		return nil
+	}
+	var cg string
+	var err error
+	if cfg.Cgroup == "" {
+		cg, err = CgroupV2Root()
+	} else {
+		cg, err = ResolveCgroup(cfg.Cgroup)
+	}
+	if err != nil {
+		return fmt.Errorf("l4 socket LB: %w", err)
+	}
+	if m.sock != nil && m.sockCgroup == cg {
+		return nil
+	}
+	if m.sock == nil {
+		s, err := LoadSocketLB(m.pinDir)
+		if err != nil {
+			return fmt.Errorf("l4 socket LB: %w", err)
+		}
+		m.sock = s
+	} else if err := m.sock.DetachCgroup(); err != nil {
+		return fmt.Errorf("l4 socket LB: %w", err)
+	}
+	if err := m.sock.AttachCgroup(cg); err != nil {
+		return fmt.Errorf("l4 socket LB: %w", err)
+	}
+	m.sockCgroup = cg
+	m.log.Info("socket-level balancing attached", "cgroup", cg)
 	return nil
 }
 
@@ -145,6 +196,10 @@ func (m *Manager) Close() error {
 	}
 	m.stop()
 	<-m.done
+	if m.sock != nil {
+		m.sock.Close()
+		m.sock = nil
+	}
 	err := m.d.Close()
 	m.d = nil
 	return err

@@ -1,8 +1,10 @@
 package l4
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -385,6 +387,155 @@ func TestPacketBackendRemovalMovesOneNth(t *testing.T) {
 	}
 	if moved != counts[bes[2].Addr]+movedFromSurvivors || float64(movedFromSurvivors) > 0.03*float64(total) {
 		t.Fatalf("moved %d, of which %d from survivors: more than Maglev's minimal disruption allows", moved, movedFromSurvivors)
+	}
+}
+
+// An L4 service switched to L7 leaves the balancer, but the flows it has
+// keep their backend: conntrack forwards them without the service, counting
+// against the ids conntrack holds.
+func TestPacketServiceRemovedKeepsEstablishedFlow(t *testing.T) {
+	d := testDatapath(t)
+	oneService(t, d, ProtoTCP)
+	svcs, err := d.Pinned().Services()
+	if err != nil || len(svcs) != 1 {
+		t.Fatalf("services %+v, %v", svcs, err)
+	}
+	client := netip.AddrPortFrom(clientIP, 40100)
+	toVIP := netip.AddrPortFrom(vip, 80)
+	ret, out := run(t, d, pkt{src: client, dst: toVIP, proto: ProtoTCP, tcpFlags: 0x02}.build())
+	if p := parse(t, out); !forwarded(ret) || p.dst != backend1 {
+		t.Fatalf("SYN: verdict %d to %s", ret, p.dst)
+	}
+	if err := d.Sync(nil); err != nil {
+		t.Fatal(err)
+	}
+	noService := passCount(t, d, lbPassReasonPASS_NO_SERVICE)
+	ret, out = run(t, d, pkt{src: client, dst: toVIP, proto: ProtoTCP, tcpFlags: 0x10, payload: []byte("more")}.build())
+	p := parse(t, out)
+	if !forwarded(ret) || p.dst != backend1 || p.src != client || !p.ipCsumOK || !p.l4CsumOK {
+		t.Fatalf("ACK after the service left: verdict %d, %s -> %s, checksums %v %v", ret, p.src, p.dst, p.ipCsumOK, p.l4CsumOK)
+	}
+	ret, out = run(t, d, pkt{src: backend1, dst: client, proto: ProtoTCP, tcpFlags: 0x10}.build())
+	if p := parse(t, out); !forwarded(ret) || p.src != toVIP || p.dst != client {
+		t.Fatalf("reply after the service left: verdict %d, %s -> %s", ret, p.src, p.dst)
+	}
+	if n := passCount(t, d, lbPassReasonPASS_NO_SERVICE); n != noService {
+		t.Fatalf("no_service counted %d packets of the established flow", n-noService)
+	}
+	// Sync zeroed the removed service's counters; the flow counts on.
+	var per []lbSvcStats
+	if err := d.objs.EaSvcStats.Lookup(svcs[0].ID, &per); err != nil {
+		t.Fatal(err)
+	}
+	var packets uint64
+	for _, s := range per {
+		packets += s.Packets
+	}
+	if packets != 1 {
+		t.Fatalf("service %d counted %d packets after removal, want 1", svcs[0].ID, packets)
+	}
+}
+
+// A SYN reusing the 5-tuple of a flow whose service is gone is a new
+// connection for the new mode (L7): it goes to the stack untouched, and the
+// stale entries go, so the rest of its handshake does not follow them.
+// While the service exists, a SYN on a known flow (a retransmission) keeps
+// its backend.
+func TestPacketSYNWithStaleConntrackAndNoService(t *testing.T) {
+	d := testDatapath(t)
+	oneService(t, d, ProtoTCP)
+	client := netip.AddrPortFrom(clientIP, 40200)
+	syn := pkt{src: client, dst: netip.AddrPortFrom(vip, 80), proto: ProtoTCP, tcpFlags: 0x02}.build()
+	for range 2 {
+		ret, out := run(t, d, syn)
+		if p := parse(t, out); !forwarded(ret) || p.dst != backend1 {
+			t.Fatalf("SYN with the service: verdict %d to %s", ret, p.dst)
+		}
+	}
+	if flows, err := d.Flows(); err != nil || len(flows) != 2 {
+		t.Fatalf("conntrack = %+v, %v", flows, err)
+	}
+	if err := d.Sync(nil); err != nil {
+		t.Fatal(err)
+	}
+	before := passCount(t, d, lbPassReasonPASS_NO_SERVICE)
+	ret, out := run(t, d, syn)
+	if ret != tcActOK || string(out) != string(syn) {
+		t.Fatalf("SYN without the service: verdict %d, modified %v", ret, string(out) != string(syn))
+	}
+	if after := passCount(t, d, lbPassReasonPASS_NO_SERVICE); after != before+1 {
+		t.Fatalf("no_service %d -> %d", before, after)
+	}
+	if flows, err := d.Flows(); err != nil || len(flows) != 0 {
+		t.Fatalf("stale conntrack left: %+v, %v", flows, err)
+	}
+	ack := pkt{src: client, dst: netip.AddrPortFrom(vip, 80), proto: ProtoTCP, tcpFlags: 0x10}.build()
+	if ret, out := run(t, d, ack); ret != tcActOK || string(out) != string(ack) {
+		t.Fatalf("the handshake's ACK: verdict %d, modified %v", ret, string(out) != string(ack))
+	}
+}
+
+// Mid-stream TCP to a service without a conntrack entry stays with a local
+// socket that owns the flow (the proxy's connection from before the service
+// became L4); a listener alone does not count, and neither does a SYN.
+func TestPacketMidStreamOwnedByLocalSocket(t *testing.T) {
+	d := testDatapath(t)
+	// A connection in this process's network namespace, the one the test
+	// run looks sockets up in.
+	var lc net.ListenConfig
+	lc.SetMultipathTCP(false)
+	ln, err := lc.Listen(context.Background(), "tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var dialer net.Dialer
+	dialer.SetMultipathTCP(false)
+	c, err := dialer.Dial("tcp4", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	server := netip.MustParseAddrPort(ln.Addr().String())
+	client := netip.MustParseAddrPort(c.LocalAddr().String())
+	err = d.Sync([]Service{{Name: "local", VIP: server.Addr(), Port: server.Port(), Proto: ProtoTCP, Backends: []Backend{{Addr: backend1, Weight: 1}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	owned := pkt{src: client, dst: server, proto: ProtoTCP, tcpFlags: 0x18, payload: []byte("data")}.build()
+	for i := range 2 {
+		ret, out := run(t, d, owned)
+		if ret != tcActOK || string(out) != string(owned) {
+			t.Fatalf("packet of the local connection: verdict %d, modified %v", ret, string(out) != string(owned))
+		}
+		if n := passCount(t, d, lbPassReasonPASS_LOCAL_SOCKET); n != uint64(i+1) {
+			t.Fatalf("local_socket = %d, want %d", n, i+1)
+		}
+	}
+	if flows, err := d.Flows(); err != nil || len(flows) != 0 {
+		t.Fatalf("conntrack for a local connection: %+v, %v", flows, err)
+	}
+	// Another source port: only the listener matches, so the packet is a
+	// flow whose entry was lost, and it is balanced.
+	stray := pkt{src: netip.AddrPortFrom(client.Addr(), client.Port()^0x5555), dst: server, proto: ProtoTCP, tcpFlags: 0x10}.build()
+	ret, out := run(t, d, stray)
+	if p := parse(t, out); !forwarded(ret) || p.dst != backend1 {
+		t.Fatalf("mid-stream packet matching only the listener: verdict %d to %s", ret, p.dst)
+	}
+	// A SYN is a new connection: the service takes it, socket or not.
+	syn := pkt{src: client, dst: server, proto: ProtoTCP, tcpFlags: 0x02}.build()
+	ret, out = run(t, d, syn)
+	if p := parse(t, out); !forwarded(ret) || p.dst != backend1 {
+		t.Fatalf("SYN on the local connection's tuple: verdict %d to %s", ret, p.dst)
+	}
+	if n := passCount(t, d, lbPassReasonPASS_LOCAL_SOCKET); n != 2 {
+		t.Fatalf("local_socket = %d, want 2", n)
 	}
 }
 

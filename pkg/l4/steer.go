@@ -3,6 +3,7 @@ package l4
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -37,7 +38,11 @@ func LoadSteering(pinDir string) (*Steering, error) {
 		return nil, fmt.Errorf("pin directory: %w", err)
 	}
 	s := &Steering{pinDir: pinDir}
-	if err := loadSteerObjects(&s.objs, &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: pinDir}}); err != nil {
+	spec, err := loadSteer()
+	if err != nil {
+		return nil, fmt.Errorf("read BPF object: %w", err)
+	}
+	if err := loadPinned(slog.Default(), spec, pinDir, &s.objs); err != nil {
 		return nil, fmt.Errorf("load steering program: %w", err)
 	}
 	return s, nil
@@ -142,10 +147,14 @@ func (s *Steering) SyncTargets(targets []SteerTarget) error {
 // SteerCounts returns connections steered, marked but without a proxy
 // socket, and failed assignments, summed over CPUs.
 func (s *Steering) SteerCounts() (steered, noSocket, failed uint64, err error) {
+	return steerCounts(s.objs.EaSteerStats)
+}
+
+func steerCounts(m *ebpf.Map) (steered, noSocket, failed uint64, err error) {
 	out := [3]uint64{}
 	for i := range out {
 		var per []uint64
-		if err := s.objs.EaSteerStats.Lookup(uint32(i), &per); err != nil {
+		if err := m.Lookup(uint32(i), &per); err != nil {
 			return 0, 0, 0, err
 		}
 		for _, v := range per {
@@ -160,6 +169,9 @@ type SteeringTable struct {
 	Targets []SteerTarget
 	// SocketCookie identifies the current proxy socket (0: none).
 	SocketCookie uint64
+	// Connections steered, marked but with no proxy socket, and whose
+	// assignment failed, since the maps were pinned.
+	Steered, NoSocket, Failed uint64
 }
 
 // ReadSteering reads the pinned steering maps in pinDir, or returns
@@ -189,6 +201,13 @@ func ReadSteering(pinDir string) (*SteeringTable, error) {
 		// A SOCKMAP lookup from user space yields the socket's cookie.
 		_ = sm.Lookup(uint32(0), &out.SocketCookie)
 		sm.Close()
+	}
+	if stats, err := ebpf.LoadPinnedMap(filepath.Join(pinDir, "ea_steer_stats"), opts); err == nil {
+		out.Steered, out.NoSocket, out.Failed, err = steerCounts(stats)
+		stats.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read steering counters: %w", err)
+		}
 	}
 	return out, nil
 }

@@ -32,6 +32,9 @@ type Metrics struct {
 	ConfigErrors *prometheus.GaugeVec
 	// KubernetesServices counts annotated Services by state.
 	KubernetesServices *prometheus.GaugeVec
+	// SteeredUnknown counts steered connections for a destination no
+	// listener serves (a reload removed it while they were queued).
+	SteeredUnknown prometheus.Counter
 }
 
 // New creates and registers all collectors.
@@ -87,6 +90,10 @@ func New() *Metrics {
 			Name: "edge_agent_kubernetes_services",
 			Help: "Annotated Kubernetes Services, by state (serving, serving-last-good, not-serving).",
 		}, []string{"state"}),
+		SteeredUnknown: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "edge_agent_steered_unknown_destination_total",
+			Help: "Connections the kernel steered to the proxy for a destination no listener serves; they are closed.",
+		}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edge_agent_config_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful config load.",
@@ -94,7 +101,7 @@ func New() *Metrics {
 	}
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.DownstreamActive, m.DownstreamTotal,
 		m.UpstreamActive, m.UpstreamConnects, m.UpstreamRequests, m.ConfigGeneration, m.ConfigReloads,
-		m.ConfigReloadErrors, m.ConfigLastSuccess, m.ConfigErrors, m.KubernetesServices,
+		m.ConfigReloadErrors, m.ConfigLastSuccess, m.ConfigErrors, m.KubernetesServices, m.SteeredUnknown,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -207,8 +207,8 @@ func TestMetricNamesPrefixed(t *testing.T) {
 			t.Errorf("metric %q has no help text", name)
 		}
 	}
-	if ours != 11 {
-		t.Errorf("%d edge_agent_ metric families gathered, want 11", ours)
+	if ours != 12 {
+		t.Errorf("%d edge_agent_ metric families gathered, want 12", ours)
 	}
 	if !sawGo {
 		t.Error("Go runtime collector not registered")

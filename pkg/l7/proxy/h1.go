@@ -64,15 +64,22 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener
 
 func (c *h1conn) loop() {
 	srv := c.srv
-	for {
-		c.track.setIdle(true)
-		if srv.draining.Load() {
-			return
+	// A connection becomes idle (one a drain may close) only after its
+	// first request: until then it is fresh (see freshGrace).
+	for first := true; ; first = false {
+		if !first {
+			c.track.setIdle(true)
+			if srv.draining.Load() {
+				return
+			}
+			_ = c.nc.SetReadDeadline(time.Now().Add(srv.state.Load().server.idleTimeout))
+		} else {
+			_ = c.nc.SetReadDeadline(time.Now().Add(srv.state.Load().server.readHeaderTimeout))
 		}
-		_ = c.nc.SetReadDeadline(time.Now().Add(srv.state.Load().server.idleTimeout))
 		if _, err := c.br.Peek(1); err != nil {
 			return
 		}
+		c.track.fresh.Store(false)
 		c.track.setIdle(false)
 		// Load the state only now: a reload while the connection was idle
 		// applies to its next request.

@@ -128,12 +128,27 @@ func newListener(address string, ln net.Listener) *listener {
 type tracked struct {
 	nc   net.Conn
 	idle atomic.Bool
+	// fresh: accepted, no request byte yet. A drain waits freshGrace for
+	// the first request (a client that just connected is sending one; a
+	// handed-over agent's queued connections are these), then closes it.
+	fresh    atomic.Bool
+	accepted time.Time
 	// abort, when set, cuts the connection's upstream exchange at the drain
 	// deadline so its goroutine does not wait for a slow upstream.
 	abort atomic.Pointer[func()]
 }
 
 func (t *tracked) setIdle(v bool) { t.idle.Store(v) }
+
+// freshGrace is how long a drain lets a new connection send its first
+// request; net/http gives such connections 5s, but a drain must not wait
+// on browsers' speculative pre-connections.
+const freshGrace = 500 * time.Millisecond
+
+// closable says whether a drain may close the connection now.
+func (t *tracked) closable(now time.Time) bool {
+	return t.idle.Load() || (t.fresh.Load() && now.Sub(t.accepted) > freshGrace)
+}
 
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 16<<10) }}
 
@@ -142,14 +157,26 @@ var h2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
 func (s *Server) acceptLoop(l *listener) {
 	defer s.acceptWG.Done()
+	s.accept(l.ln, func(net.Conn) *listener { return l }, func(error) bool { return false })
+}
+
+// accept serves ln until it is closed or ends(err) says an accept error
+// ends the loop: each connection is served as the listener pick names, or
+// closed when it names none.
+func (s *Server) accept(ln net.Listener, pick func(net.Conn) *listener, ends func(error) bool) {
 	for {
-		nc, err := l.ln.Accept()
+		nc, err := ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, net.ErrClosed) || ends(err) {
 				return
 			}
-			s.log.Warn("accept failed", "address", l.address, "err", err)
+			s.log.Warn("accept failed", "address", ln.Addr().String(), "err", err)
 			time.Sleep(50 * time.Millisecond)
+			continue
+		}
+		l := pick(nc)
+		if l == nil {
+			_ = nc.Close()
 			continue
 		}
 		t := s.track(nc)
@@ -180,10 +207,10 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 	isTLS := l.protocol == config.ListenerHTTPS
 	if isTLS {
 		tc := tls.Server(nc, ln.tlsConf)
+		// Fresh, not idle: a drain gives a new connection freshGrace to
+		// get its handshake and first request going.
 		_ = nc.SetDeadline(time.Now().Add(st.server.readHeaderTimeout))
-		t.setIdle(true) // nothing is lost if a drain closes a connection mid-handshake
 		err := tc.Handshake()
-		t.setIdle(false)
 		if err != nil {
 			s.log.Debug("tls handshake failed", "listener", l.name, "client", nc.RemoteAddr().String(), "err", err)
 			return
@@ -191,6 +218,7 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		_ = nc.SetDeadline(time.Time{})
 		nc = tc
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
+			t.fresh.Store(false)
 			s.h2.serveConn(nc, ln)
 			return
 		}
@@ -205,10 +233,13 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		}
 	}()
 	if !isTLS {
-		_ = nc.SetReadDeadline(time.Now().Add(st.server.idleTimeout))
-		t.setIdle(true) // no request yet: a drain may close it
+		// The first request is due at once (as net/http, the header
+		// timeout runs from accept); a drain gives it freshGrace.
+		_ = nc.SetReadDeadline(time.Now().Add(st.server.readHeaderTimeout))
 		b, err := br.Peek(1)
-		t.setIdle(false)
+		if err == nil {
+			t.fresh.Store(false)
+		}
 		if err == nil && b[0] == 'P' {
 			if p, _ := br.Peek(len(h2Preface)); bytes.Equal(p, h2Preface) {
 				_ = nc.SetReadDeadline(time.Time{})

@@ -30,9 +30,12 @@ type Server struct {
 	mu        sync.Mutex
 	applyMu   sync.Mutex
 	listeners map[string]*listener
-	conns     map[*tracked]struct{}
-	connWG    sync.WaitGroup
-	acceptWG  sync.WaitGroup
+	// steered is the one socket the kernel hands every listener address
+	// to (steering mode); nil when listeners bind their own sockets.
+	steered  *steeredSocket
+	conns    map[*tracked]struct{}
+	connWG   sync.WaitGroup
+	acceptWG sync.WaitGroup
 }
 
 // New creates a Server; nothing listens until the first Apply.
@@ -56,6 +59,10 @@ func (s *Server) Addr(name string) net.Addr {
 	defer s.mu.Unlock()
 	for _, l := range s.listeners {
 		if l.mode.Load().name == name {
+			if l.ln == nil {
+				ap, _ := config.SteeredAddress(l.address)
+				return net.TCPAddrFromAddrPort(ap)
+			}
 			return l.ln.Addr()
 		}
 	}
@@ -93,19 +100,42 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 	s.mu.Lock()
 	old := s.listeners
 	s.mu.Unlock()
-	// Sockets are kept by address; only new addresses are bound.
+	steering := cfg.Steering.Enabled
+	if (s.steered != nil) != steering && len(old) > 0 {
+		return errors.New("steering.enabled changes need a restart")
+	}
+	var newSteered *steeredSocket
+	if steering && s.steered == nil {
+		ln, err := listen(cfg.Steering.SocketAddress)
+		if err != nil {
+			return fmt.Errorf("steering socket: %w", err)
+		}
+		newSteered = &steeredSocket{ln: ln, done: make(chan struct{})}
+	}
+	// Sockets are kept by address; only new addresses are bound. With
+	// steering, listeners bind nothing: the kernel steers to one socket.
 	next := map[string]*listener{}
 	var opened []*listener
+	closeOpened := func() {
+		for _, l := range opened {
+			_ = l.ln.Close()
+		}
+		if newSteered != nil {
+			_ = newSteered.ln.Close()
+		}
+	}
 	for _, lc := range cfg.Listeners {
 		if ol := old[lc.Address]; ol != nil {
 			next[lc.Address] = ol
 			continue
 		}
+		if steering {
+			next[lc.Address] = newListener(lc.Address, nil)
+			continue
+		}
 		ln, err := listen(lc.Address)
 		if err != nil {
-			for _, l := range opened {
-				_ = l.ln.Close()
-			}
+			closeOpened()
 			return fmt.Errorf("listener %q: %w", lc.Name, err)
 		}
 		l := newListener(lc.Address, ln)
@@ -115,18 +145,27 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 	clusters := s.clusters.Update(cfg.Clusters)
 	st, err := Compile(snap, clusters, s.metrics)
 	if err != nil {
-		for _, l := range opened {
-			_ = l.ln.Close()
-		}
+		closeOpened()
 		return err
 	}
 	for _, lc := range cfg.Listeners {
 		next[lc.Address].mode.Store(&listenerMode{name: lc.Name, protocol: lc.Protocol, certs: certs[lc.Name]})
 	}
 	s.state.Store(st)
+	if newSteered != nil {
+		s.steered = newSteered
+	}
+	if steering {
+		s.steered.table.Store(steerTableFor(cfg.Listeners, next))
+	}
 	s.mu.Lock()
 	s.listeners = next
 	s.mu.Unlock()
+	if newSteered != nil {
+		s.acceptWG.Add(1)
+		go s.acceptSteered(newSteered)
+		s.log.Info("steering socket listening", "address", newSteered.ln.Addr().String())
+	}
 	for _, l := range opened {
 		s.acceptWG.Add(1)
 		go s.acceptLoop(l)
@@ -134,11 +173,22 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		s.log.Info("listening", "listener", mode.name, "address", l.ln.Addr().String(), "protocol", mode.protocol)
 	}
 	for addr, l := range old {
-		if next[addr] != l {
+		if next[addr] != l && l.ln != nil {
 			_ = l.ln.Close()
 		}
 	}
 	return nil
+}
+
+// SteeredListener is the socket the kernel steers listener addresses to
+// (nil without steering): the agent puts it in the pinned SOCKMAP.
+func (s *Server) SteeredListener() net.Listener {
+	s.applyMu.Lock()
+	defer s.applyMu.Unlock()
+	if s.steered == nil {
+		return nil
+	}
+	return s.steered.ln
 }
 
 // listen binds addr. MPTCP is off: Go ≥ 1.24 would otherwise use it and a
@@ -155,7 +205,8 @@ func (s *Server) track(nc net.Conn) *tracked {
 	if s.draining.Load() {
 		return nil
 	}
-	t := &tracked{nc: nc}
+	t := &tracked{nc: nc, accepted: time.Now()}
+	t.fresh.Store(true)
 	s.conns[t] = struct{}{}
 	s.connWG.Add(1)
 	return t
@@ -177,7 +228,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.applyMu.Unlock()
 	s.mu.Lock()
 	for _, l := range s.listeners {
-		_ = l.ln.Close()
+		if l.ln != nil {
+			_ = l.ln.Close()
+		}
+	}
+	if s.steered != nil {
+		_ = s.steered.ln.Close()
 	}
 	s.mu.Unlock()
 	s.acceptWG.Wait()
@@ -216,8 +272,9 @@ loop:
 func (s *Server) closeIdle() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	for t := range s.conns {
-		if t.idle.Load() {
+		if t.closable(now) {
 			_ = t.nc.Close()
 		}
 	}
