@@ -50,6 +50,11 @@ bench: build
 bench-kube:
 	hack/bench/kube-scale.sh
 
+## bench-steer: sk_lookup steering vs a server bound to the port (ratios)
+.PHONY: bench-steer
+bench-steer:
+	hack/bench/steer.sh
+
 ## deps: Debian packages the tests and benchmarks use
 deps:
 	hack/install-deps.sh
