@@ -912,6 +912,23 @@ func TestParseValidationErrors(t *testing.T) {
 			yml:  "server: {maxHeaderBytes: 2000000}\n" + minimalYAML,
 			want: []FieldError{{"server.maxHeaderBytes", "got 2000000"}},
 		},
+		// gRPC matches
+		{
+			name: "grpc match with path and bad names",
+			yml: withRoutes(`  - name: a
+    match: {path: {prefix: /x}, grpc: {service: "shop..Cart", method: "Add-Item"}}
+    backends: [{cluster: web}]
+  - name: b
+    match: {grpc: {service: ""}}
+    backends: [{cluster: web}]
+`),
+			want: []FieldError{
+				{"routes[0].match.grpc", "sets the path itself; remove match.path"},
+				{"routes[0].match.grpc.service", `"shop..Cart" is not a fully qualified gRPC service name`},
+				{"routes[0].match.grpc.method", `"Add-Item" is not a gRPC method name`},
+				{"routes[1].match.grpc.service", `"" is not a fully qualified gRPC service name`},
+			},
+		},
 		// steering
 		{
 			name: "steer without steering",
@@ -1039,6 +1056,14 @@ func TestParseAcceptsValidVariants(t *testing.T) {
       certificates: [{certFile: a.crt, keyFile: a.key}]
 `)},
 		{"no routes and no clusters", baseListeners},
+		{"grpc service and method matches", withRoutes(`  - name: svc
+    match: {grpc: {service: grpc.health.v1.Health}}
+    rewrite: {prefix: /grpc.health.v1.Health}
+    backends: [{cluster: web}]
+  - name: method
+    match: {grpc: {service: Cart, method: Add_Item2}}
+    backends: [{cluster: web}]
+`)},
 		{"steering with L4 on another port and udp on the same", "steering: {enabled: true}\nl4:\n  services:\n    - {name: db, address: 10.96.0.1:81, backends: [{address: 10.1.0.1:80}]}\n    - {name: dns, address: 10.96.0.1:80, protocol: udp, backends: [{address: 10.1.0.1:53}]}\n" + withListeners(`  - name: a
     address: :8080
     steer: ["10.96.0.1:80", "0.0.0.0:30080"]

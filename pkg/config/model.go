@@ -159,6 +159,25 @@ type Match struct {
 	Headers []ValueMatch `yaml:"headers" json:"headers,omitempty"`
 	Query   []ValueMatch `yaml:"query" json:"query,omitempty"`
 	Cookies []ValueMatch `yaml:"cookies" json:"cookies,omitempty"`
+	// GRPC matches gRPC calls (content-type application/grpc*) to a
+	// service, or one method of it; it takes the place of Path.
+	GRPC *GRPCMatch `yaml:"grpc,omitempty" json:"grpc,omitempty"`
+}
+
+// GRPCMatch names a fully qualified gRPC service ("shop.v1.Cart") and,
+// optionally, one of its methods ("AddItem").
+type GRPCMatch struct {
+	Service string `yaml:"service" json:"service"`
+	Method  string `yaml:"method,omitempty" json:"method,omitempty"`
+}
+
+// PathMatch returns the path a gRPC match stands for: the method's exact
+// path, or the service's prefix.
+func (g *GRPCMatch) PathMatch() *PathMatch {
+	if g.Method != "" {
+		return &PathMatch{Exact: "/" + g.Service + "/" + g.Method}
+	}
+	return &PathMatch{Prefix: "/" + g.Service}
 }
 
 // PathMatch sets exactly one of Exact, Prefix or Regex. Prefix matches whole

@@ -338,7 +338,7 @@ func validateRoutes(e *errs, rs []Route, listeners, clusters map[string]bool) {
 			}
 		}
 		validateMatch(e, p+".match", &r.Match)
-		isPrefix := r.Match.Path != nil && r.Match.Path.Prefix != ""
+		isPrefix := r.Match.Path != nil && r.Match.Path.Prefix != "" || r.Match.GRPC != nil && r.Match.GRPC.Method == ""
 		if rw := r.Rewrite; rw != nil {
 			if rw.Prefix != "" {
 				if !isPrefix {
@@ -417,6 +417,17 @@ func validateRoutes(e *errs, rs []Route, listeners, clusters map[string]bool) {
 }
 
 func validateMatch(e *errs, p string, m *Match) {
+	if g := m.GRPC; g != nil {
+		if m.Path != nil {
+			e.add(p+".grpc", "sets the path itself; remove match.path")
+		}
+		if !grpcName(g.Service, true) {
+			e.add(p+".grpc.service", "%q is not a fully qualified gRPC service name (package.Service)", g.Service)
+		}
+		if g.Method != "" && !grpcName(g.Method, false) {
+			e.add(p+".grpc.method", "%q is not a gRPC method name", g.Method)
+		}
+	}
 	if pm := m.Path; pm != nil {
 		set := 0
 		for _, s := range []string{pm.Exact, pm.Prefix, pm.Regex} {
@@ -582,6 +593,29 @@ func checkRegex(e *errs, p, s string) {
 	if err != nil {
 		e.add(p, "%v", err)
 	}
+}
+
+// grpcName accepts protobuf identifiers, dot-separated when dotted.
+func grpcName(s string, dotted bool) bool {
+	if s == "" || len(s) > MaxNameLen {
+		return false
+	}
+	parts := []string{s}
+	if dotted {
+		parts = strings.Split(s, ".")
+	}
+	for _, part := range parts {
+		if part == "" {
+			return false
+		}
+		for i, c := range part {
+			letter := c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+			if !letter && (i == 0 || c < '0' || c > '9') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func checkHostPort(s string) error {

@@ -52,6 +52,9 @@ type scratch struct {
 	norm   []byte // the request target without dot segments
 	x      upstream.Exchange
 	local  localBody
+	// grpc: the request is a gRPC call; the proxy's own answers use gRPC
+	// status codes.
+	grpc bool
 }
 
 // reqInfo describes one handled request for metrics and the access log.
@@ -82,6 +85,7 @@ var (
 // for X-Forwarded-For.
 func serve(ctx context.Context, st *State, ls *listenerState, req *message.Request, remoteIP []byte, fe frontend, s *scratch) reqInfo {
 	rid := requestID(req, st.server.requestIDHeader, s)
+	s.grpc = isGRPC(req)
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid
 	return info
@@ -122,6 +126,9 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	}
 	if route.rewrite != nil && route.rewrite.Host != "" {
 		out.Host = []byte(route.rewrite.Host)
+	}
+	if s.grpc {
+		out.Headers, out.Timeout = grpcDeadline(out.Headers, route.timeout)
 	}
 	if lb, ok := req.Body.(*wire.LengthReader); ok && int64(lb.Buffered()) >= lb.N {
 		out.BodyBuffered = true
@@ -322,6 +329,10 @@ func (l *localBody) Read(p []byte) (int, error) {
 // localReply answers with status and a text body naming the reason.
 func localReply(fe frontend, s *scratch, stats *metrics.RouteStats, status int, reason string, rid []byte, st *State) reqInfo {
 	fe.beforeLocalReply()
+	if s.grpc {
+		n := grpcLocalReply(fe, s, status, reason, rid, st)
+		return reqInfo{status: 200, reason: reason, bytes: n, stats: stats}
+	}
 	s.local = localBody{b: append(append(s.local.b[:0], reason...), '\n')}
 	hs := append(s.resp[:0],
 		message.Header{Name: hdrCType, Value: valTextPlain},

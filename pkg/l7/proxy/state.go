@@ -112,8 +112,12 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		r := &Route{Name: rc.Name, redirect: rc.Redirect, rewrite: rc.Rewrite,
 			reqOps: compileOps(rc.RequestHeaders), respOps: compileOps(rc.ResponseHeaders),
 			timeout: rc.Timeout.D()}
-		if rc.Match.Path != nil && rc.Match.Path.Prefix != "" {
-			r.prefix = strings.TrimRight(rc.Match.Path.Prefix, "/")
+		pm := rc.Match.Path
+		if rc.Match.GRPC != nil {
+			pm = rc.Match.GRPC.PathMatch()
+		}
+		if pm != nil && pm.Prefix != "" {
+			r.prefix = strings.TrimRight(pm.Prefix, "/")
 		}
 		for _, b := range rc.Backends {
 			cl := clusters[b.Cluster]

@@ -75,6 +75,15 @@ func New[T any](entries []Entry[T]) (*Table[T], error) {
 	t := &Table[T]{exact: map[string]*bucket[T]{}, wildcard: map[string]*bucket[T]{}}
 	for i := range entries {
 		e := &entries[i]
+		if g := e.Match.GRPC; g != nil {
+			// A gRPC match is its path plus a gRPC content type.
+			m := e.Match
+			m.Path = g.PathMatch()
+			m.Headers = append(append([]config.ValueMatch(nil), m.Headers...), config.ValueMatch{Name: "content-type", Prefix: "application/grpc"})
+			ne := *e
+			ne.Match = m
+			e = &ne
+		}
 		r, err := compile(e, i)
 		if err != nil {
 			return nil, fmt.Errorf("route %d: %w", i, err)
