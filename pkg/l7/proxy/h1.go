@@ -88,7 +88,7 @@ func (c *h1conn) loop() {
 		err := wire.ReadRequestHead(c.br, &c.head, st.server.maxHeaderBytes)
 		start := time.Now()
 		if err != nil {
-			if pe, ok := wire.IsParseError(err); ok {
+			if pe, ok := wire.IsParseError(err); ok && pe != wire.ErrNotHTTP1 {
 				c.closeAfter = true
 				c.isHead = false
 				info := localReply(c, &c.s, st.noRoute, pe.Status, "bad_request", nil, st)

@@ -38,6 +38,9 @@ func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 		Protocols: &protos,
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams: 1000,
+			// RFC 9113's default; larger frames let one stream hog the
+			// connection's writes, and h2spec expects the default.
+			MaxReadFrameSize: 16 << 10,
 		},
 		IdleTimeout: 60 * time.Second,
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),

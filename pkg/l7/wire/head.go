@@ -28,6 +28,11 @@ func perr(status int, format string, args ...any) error {
 // ErrHeadTooLarge reports a head over the configured limit.
 var ErrHeadTooLarge = &ParseError{Status: 431, Reason: "request head too large"}
 
+// ErrNotHTTP1: the request line does not end in an HTTP version, so the
+// peer does not speak HTTP/1.x (an invalid HTTP/2 preface, another
+// protocol): there is no one to send an HTTP/1.1 error to.
+var ErrNotHTTP1 = &ParseError{Status: 400, Reason: "not an HTTP/1.x request"}
+
 // framing is what both request and response heads say about their body.
 type framing struct {
 	ContentLength int64 // -1 when absent
@@ -145,7 +150,7 @@ func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
 		if bytes.HasPrefix(line[sp2+1:], []byte("HTTP/")) {
 			return perr(505, "unsupported HTTP version")
 		}
-		return perr(400, "malformed request line")
+		return ErrNotHTTP1
 	}
 	if len(h.Target) == 0 || !validTarget(h.Target) {
 		return perr(400, "invalid request target")

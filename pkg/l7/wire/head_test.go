@@ -365,6 +365,20 @@ func TestReadRequestHeadInvalid(t *testing.T) {
 	}
 }
 
+// A request line not ending in an HTTP version is another protocol (an
+// invalid HTTP/2 preface, TLS on a plaintext port): ErrNotHTTP1, which the
+// proxy answers by closing.
+func TestReadRequestHeadNotHTTP1(t *testing.T) {
+	for _, in := range []string{"INVALID CONNECTION PREFACE\r\n\r\n", "GET / SPDY/3\r\nHost: a\r\n\r\n"} {
+		if _, err := readReq(in); err != ErrNotHTTP1 {
+			t.Errorf("%q: %v, want ErrNotHTTP1", in, err)
+		}
+	}
+	if _, err := readReq("GET / HTTP/2.0\r\nHost: a\r\n\r\n"); statusOf(err) != 505 {
+		t.Errorf("HTTP/2.0 request line: %v, want 505", err)
+	}
+}
+
 func TestReadRequestHeadTooLarge(t *testing.T) {
 	long := "GET /" + strings.Repeat("a", 300) + " HTTP/1.1\r\nHost: a\r\n\r\n"
 	many := "GET / HTTP/1.1\r\nHost: a\r\n" + strings.Repeat("X-Filler: 0123456789\r\n", 20) + "\r\n"
