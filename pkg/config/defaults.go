@@ -21,6 +21,7 @@ const (
 	DefaultSteeringSocketAddress   = "127.0.0.1:0"
 	DefaultHandoverSocket          = "/run/edge-agent/handover.sock"
 	DefaultHandoverTimeout         = 10 * time.Second
+	DefaultWebSocketIdleTimeout    = time.Hour
 )
 
 // applyDefaults fills empty fields in place; it runs before validation so the
@@ -56,6 +57,7 @@ func applyDefaults(c *Config) {
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		setDur(&r.Timeout, DefaultRouteTimeout)
+		setDur(&r.WebSocket.IdleTimeout, DefaultWebSocketIdleTimeout)
 		if r.Redirect != nil && r.Redirect.Code == 0 {
 			r.Redirect.Code = DefaultRedirectCode
 		}

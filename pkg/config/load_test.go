@@ -912,6 +912,17 @@ func TestParseValidationErrors(t *testing.T) {
 			yml:  "server: {maxHeaderBytes: 2000000}\n" + minimalYAML,
 			want: []FieldError{{"server.maxHeaderBytes", "got 2000000"}},
 		},
+		{
+			name: "websocket limits out of range",
+			yml: withRoutes(`  - name: a
+    websocket: {idleTimeout: 500ms, maxLifetime: 800h}
+    backends: [{cluster: web}]
+`),
+			want: []FieldError{
+				{"routes[0].websocket.idleTimeout", "must be between 1s and 168h, got 500ms"},
+				{"routes[0].websocket.maxLifetime", "must be 0 (no limit) or between 1s and 720h, got 800h0m0s"},
+			},
+		},
 		// gRPC matches
 		{
 			name: "grpc match with path and bad names",

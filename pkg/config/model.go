@@ -150,6 +150,19 @@ type Route struct {
 	Backends        []Backend        `yaml:"backends" json:"backends,omitempty"`
 	// Timeout bounds the whole upstream exchange up to the response headers.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// WebSocket bounds WebSocket (Upgrade) tunnels on this route; the
+	// request timeout never applies to an established tunnel.
+	WebSocket WebSocket `yaml:"websocket" json:"websocket"`
+}
+
+// WebSocket limits an established WebSocket tunnel.
+type WebSocket struct {
+	// IdleTimeout closes a tunnel with no bytes either way for this long
+	// (default 1h; pings count).
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
+	// MaxLifetime closes a tunnel this long after it opened (default 0:
+	// no limit), e.g. to rebalance long-lived clients.
+	MaxLifetime Duration `yaml:"maxLifetime" json:"maxLifetime"`
 }
 
 // Match holds the request matchers; all given ones must match.

@@ -410,6 +410,12 @@ func validateRoutes(e *errs, rs []Route, listeners, clusters map[string]bool) {
 		if len(r.Backends) > 0 && total == 0 {
 			e.add(p+".backends", "weights add up to 0: no backend would get traffic")
 		}
+		if d := r.WebSocket.IdleTimeout.D(); d < time.Second || d > 7*24*time.Hour {
+			e.add(p+".websocket.idleTimeout", "must be between 1s and 168h, got %s", d)
+		}
+		if d := r.WebSocket.MaxLifetime.D(); d != 0 && (d < time.Second || d > 30*24*time.Hour) {
+			e.add(p+".websocket.maxLifetime", "must be 0 (no limit) or between 1s and 720h, got %s", d)
+		}
 		if r.Timeout.D() <= 0 {
 			e.add(p+".timeout", "must be positive")
 		}

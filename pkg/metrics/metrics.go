@@ -35,6 +35,11 @@ type Metrics struct {
 	// SteeredUnknown counts steered connections for a destination no
 	// listener serves (a reload removed it while they were queued).
 	SteeredUnknown prometheus.Counter
+	// WebSockets counts open WebSocket tunnels by route; WebSocketsTotal
+	// those opened, and WebSocketsClosed those the proxy ended, by reason.
+	WebSockets       *prometheus.GaugeVec
+	WebSocketsTotal  *prometheus.CounterVec
+	WebSocketsClosed *prometheus.CounterVec
 }
 
 // New creates and registers all collectors.
@@ -94,6 +99,18 @@ func New() *Metrics {
 			Name: "edge_agent_steered_unknown_destination_total",
 			Help: "Connections the kernel steered to the proxy for a destination no listener serves; they are closed.",
 		}),
+		WebSockets: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_websocket_connections",
+			Help: "Open WebSocket tunnels, by route.",
+		}, []string{"route"}),
+		WebSocketsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_websocket_connections_total",
+			Help: "WebSocket tunnels opened, by route.",
+		}, []string{"route"}),
+		WebSocketsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_websocket_closed_by_proxy_total",
+			Help: "WebSocket tunnels the proxy closed, by route and reason (idle_timeout, max_lifetime).",
+		}, []string{"route", "reason"}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edge_agent_config_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful config load.",
@@ -102,6 +119,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.DownstreamActive, m.DownstreamTotal,
 		m.UpstreamActive, m.UpstreamConnects, m.UpstreamRequests, m.ConfigGeneration, m.ConfigReloads,
 		m.ConfigReloadErrors, m.ConfigLastSuccess, m.ConfigErrors, m.KubernetesServices, m.SteeredUnknown,
+		m.WebSockets, m.WebSocketsTotal, m.WebSocketsClosed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -25,8 +25,9 @@ const ReasonHeader = "Edge-Agent-Reason"
 type frontend interface {
 	// respond sends the response head and streams its body.
 	respond(resp *message.Response) (int64, error)
-	// upgrade sends a 101 head and then relays bytes both ways.
-	upgrade(resp *message.Response, x *upstream.Exchange) (int64, error)
+	// upgrade sends a 101 head and then relays bytes both ways, within
+	// the route's tunnel limits.
+	upgrade(resp *message.Response, x *upstream.Exchange, t tunnel) (int64, error)
 	// abandonBody is told when the request body may be partly unread: the
 	// client connection cannot be reused, and a blocked body read must end
 	// (before WaitBody).
@@ -155,7 +156,7 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	var n int64
 	var werr error
 	if resp.Status == 101 {
-		n, werr = fe.upgrade(resp, x)
+		n, werr = fe.upgrade(resp, x, tunnel{route: route, metrics: st.metrics})
 	} else {
 		n, werr = fe.respond(resp)
 	}

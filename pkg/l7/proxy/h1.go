@@ -316,8 +316,8 @@ func (c *h1conn) copyBody(resp *message.Response, chunked bool) (int64, error) {
 }
 
 // upgrade completes a protocol switch (WebSocket) and relays bytes in both
-// directions until both sides are done.
-func (c *h1conn) upgrade(resp *message.Response, x *upstream.Exchange) (int64, error) {
+// directions until both sides are done or the route's tunnel limits end it.
+func (c *h1conn) upgrade(resp *message.Response, x *upstream.Exchange, t tunnel) (int64, error) {
 	c.closeAfter = true
 	c.writeStatus(101)
 	c.writeHeaders(resp.Headers)
@@ -330,16 +330,7 @@ func (c *h1conn) upgrade(resp *message.Response, x *upstream.Exchange) (int64, e
 	}
 	unc, ubr, done := x.Hijack()
 	defer done()
-	upDone := make(chan struct{})
-	go func() {
-		defer close(upDone)
-		_, _ = io.Copy(unc, c.br) // client → upstream, including bytes already read
-		closeWrite(unc)
-	}()
-	n, err := io.Copy(c.nc, ubr)
-	closeWrite(c.nc)
-	<-upDone
-	return n, err
+	return t.relay(c.nc, c.br, unc, ubr)
 }
 
 func closeWrite(nc net.Conn) {

@@ -144,7 +144,7 @@ func (f *h2front) respond(resp *message.Response) (int64, error) {
 
 // upgrade: WebSocket over HTTP/2 (RFC 8441) is not supported yet; an
 // HTTP/2 request never carries an Upgrade, so this is not reached.
-func (f *h2front) upgrade(_ *message.Response, x *upstream.Exchange) (int64, error) {
+func (f *h2front) upgrade(_ *message.Response, x *upstream.Exchange, _ tunnel) (int64, error) {
 	x.Finish(false)
 	return f.respond(&message.Response{Status: 502, ContentLength: 0, Body: eofBody{}})
 }

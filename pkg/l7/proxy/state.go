@@ -22,6 +22,7 @@ type State struct {
 	listeners map[string]*listenerState
 	server    serverSettings
 	noRoute   *metrics.RouteStats
+	metrics   *metrics.Metrics
 }
 
 type serverSettings struct {
@@ -49,6 +50,8 @@ type Route struct {
 	reqOps   headerOps
 	respOps  headerOps
 	timeout  time.Duration
+	// WebSocket tunnel limits (maxLifetime 0: none).
+	wsIdle, wsLifetime time.Duration
 }
 
 type backend struct {
@@ -105,13 +108,14 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 			idleTimeout:       c.Server.IdleTimeout.D(),
 		},
 		noRoute: m.RouteStats("", ""),
+		metrics: m,
 	}
 	routes := make([]*Route, len(c.Routes))
 	for i := range c.Routes {
 		rc := &c.Routes[i]
 		r := &Route{Name: rc.Name, redirect: rc.Redirect, rewrite: rc.Rewrite,
 			reqOps: compileOps(rc.RequestHeaders), respOps: compileOps(rc.ResponseHeaders),
-			timeout: rc.Timeout.D()}
+			timeout: rc.Timeout.D(), wsIdle: rc.WebSocket.IdleTimeout.D(), wsLifetime: rc.WebSocket.MaxLifetime.D()}
 		pm := rc.Match.Path
 		if rc.Match.GRPC != nil {
 			pm = rc.Match.GRPC.PathMatch()
