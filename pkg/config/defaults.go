@@ -58,6 +58,18 @@ func applyDefaults(c *Config) {
 		r := &c.Routes[i]
 		setDur(&r.Timeout, DefaultRouteTimeout)
 		setDur(&r.WebSocket.IdleTimeout, DefaultWebSocketIdleTimeout)
+		if c := r.CORS; c != nil {
+			if len(c.AllowMethods) == 0 {
+				c.AllowMethods = []string{"GET", "HEAD", "POST"}
+			}
+			if len(c.AllowHeaders) == 0 {
+				c.AllowHeaders = []string{"content-type", "x-grpc-web", "x-user-agent", "grpc-timeout"}
+			}
+			if len(c.ExposeHeaders) == 0 {
+				c.ExposeHeaders = []string{"grpc-status", "grpc-message", "grpc-status-details-bin"}
+			}
+			setDur(&c.MaxAge, 10*time.Minute)
+		}
 		if r.Redirect != nil && r.Redirect.Code == 0 {
 			r.Redirect.Code = DefaultRedirectCode
 		}

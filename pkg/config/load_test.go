@@ -923,6 +923,24 @@ func TestParseValidationErrors(t *testing.T) {
 				{"routes[0].websocket.maxLifetime", "must be 0 (no limit) or between 1s and 720h, got 800h0m0s"},
 			},
 		},
+		{
+			name: "cors policy",
+			yml: withRoutes(`  - name: a
+    cors: {allowOrigins: ["*", "app.example.com", "https://a.example.com/path"], allowCredentials: true, allowHeaders: ["x bad"], maxAge: 48h}
+    backends: [{cluster: web}]
+  - name: b
+    cors: {allowOrigins: []}
+    backends: [{cluster: web}]
+`),
+			want: []FieldError{
+				{"routes[0].cors.allowOrigins[0]", "cannot be combined with allowCredentials"},
+				{"routes[0].cors.allowOrigins[1]", `"app.example.com" is not an origin`},
+				{"routes[0].cors.allowOrigins[2]", `"https://a.example.com/path" is not an origin`},
+				{"routes[0].cors.allowHeaders[0]", `"x bad" is not a header name`},
+				{"routes[0].cors.maxAge", "must be between 0s and 24h"},
+				{"routes[1].cors.allowOrigins", "at least one origin"},
+			},
+		},
 		// gRPC matches
 		{
 			name: "grpc match with path and bad names",

@@ -153,6 +153,26 @@ type Route struct {
 	// WebSocket bounds WebSocket (Upgrade) tunnels on this route; the
 	// request timeout never applies to an established tunnel.
 	WebSocket WebSocket `yaml:"websocket" json:"websocket"`
+	// CORS answers browsers' preflights and marks responses readable by
+	// the allowed origins (gRPC-Web from a browser needs it).
+	CORS *CORS `yaml:"cors,omitempty" json:"cors,omitempty"`
+}
+
+// CORS is a route's cross-origin policy.
+type CORS struct {
+	// AllowOrigins are exact origins ("https://app.example.com") or "*".
+	AllowOrigins []string `yaml:"allowOrigins" json:"allowOrigins"`
+	// AllowMethods default to GET, HEAD, POST.
+	AllowMethods []string `yaml:"allowMethods" json:"allowMethods"`
+	// AllowHeaders default to the gRPC-Web request headers (content-type,
+	// x-grpc-web, x-user-agent, grpc-timeout).
+	AllowHeaders []string `yaml:"allowHeaders" json:"allowHeaders"`
+	// ExposeHeaders default to grpc-status, grpc-message,
+	// grpc-status-details-bin.
+	ExposeHeaders []string `yaml:"exposeHeaders" json:"exposeHeaders"`
+	// MaxAge is how long a browser may cache a preflight (default 10m).
+	MaxAge           Duration `yaml:"maxAge" json:"maxAge"`
+	AllowCredentials bool     `yaml:"allowCredentials" json:"allowCredentials"`
 }
 
 // WebSocket limits an established WebSocket tunnel.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"regexp/syntax"
 	"strconv"
@@ -416,6 +417,9 @@ func validateRoutes(e *errs, rs []Route, listeners, clusters map[string]bool) {
 		if d := r.WebSocket.MaxLifetime.D(); d != 0 && (d < time.Second || d > 30*24*time.Hour) {
 			e.add(p+".websocket.maxLifetime", "must be 0 (no limit) or between 1s and 720h, got %s", d)
 		}
+		if c := r.CORS; c != nil {
+			validateCORS(e, p+".cors", c)
+		}
 		if r.Timeout.D() <= 0 {
 			e.add(p+".timeout", "must be positive")
 		}
@@ -598,6 +602,42 @@ func checkRegex(e *errs, p, s string) {
 	}
 	if err != nil {
 		e.add(p, "%v", err)
+	}
+}
+
+func validateCORS(e *errs, p string, c *CORS) {
+	if len(c.AllowOrigins) == 0 {
+		e.add(p+".allowOrigins", "at least one origin (or \"*\") is required")
+	}
+	for i, o := range c.AllowOrigins {
+		if o == "*" {
+			if c.AllowCredentials {
+				e.add(idx(p+".allowOrigins", i), "\"*\" cannot be combined with allowCredentials (browsers refuse it)")
+			}
+			continue
+		}
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || u.Fragment != "" || checkHostPort(u.Host) != nil && checkHostname(u.Host) != nil {
+			e.add(idx(p+".allowOrigins", i), "%q is not an origin (scheme://host[:port]) or \"*\"", o)
+		}
+	}
+	for i, m := range c.AllowMethods {
+		if !isToken(m) {
+			e.add(idx(p+".allowMethods", i), "%q is not a method", m)
+		}
+	}
+	for _, l := range []struct {
+		field string
+		names []string
+	}{{"allowHeaders", c.AllowHeaders}, {"exposeHeaders", c.ExposeHeaders}} {
+		for i, h := range l.names {
+			if !isToken(h) {
+				e.add(idx(p+"."+l.field, i), "%q is not a header name", h)
+			}
+		}
+	}
+	if d := c.MaxAge.D(); d < 0 || d > 24*time.Hour {
+		e.add(p+".maxAge", "must be between 0s and 24h, got %s", d)
 	}
 }
 

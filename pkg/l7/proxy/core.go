@@ -53,9 +53,11 @@ type scratch struct {
 	norm   []byte // the request target without dot segments
 	x      upstream.Exchange
 	local  localBody
-	// grpc: the request is a gRPC call; the proxy's own answers use gRPC
-	// status codes.
-	grpc bool
+	// grpc: the request is a gRPC (or gRPC-Web) call; the proxy's own
+	// answers use gRPC status codes. web/webText: gRPC-Web, base64 or not.
+	grpc, web, webText bool
+	// cors holds the CORS response headers for this request's origin.
+	cors message.Headers
 }
 
 // reqInfo describes one handled request for metrics and the access log.
@@ -86,7 +88,9 @@ var (
 // for X-Forwarded-For.
 func serve(ctx context.Context, st *State, ls *listenerState, req *message.Request, remoteIP []byte, fe frontend, s *scratch) reqInfo {
 	rid := requestID(req, st.server.requestIDHeader, s)
-	s.grpc = isGRPC(req)
+	s.web, s.webText = grpcWebMode(req)
+	s.grpc = s.web || isGRPC(req)
+	s.cors = s.cors[:0]
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid
 	return info
@@ -96,9 +100,20 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	if string(req.Method) == "CONNECT" {
 		return localReply(fe, s, st.noRoute, 405, "connect_not_supported", rid, st)
 	}
+	if isPreflight(req) {
+		if r := preflightRoute(ls, req); r != nil {
+			return corsPreflight(fe, s, r, req, rid, st)
+		}
+	}
 	route, ok := ls.table.Lookup(req)
 	if !ok {
 		return localReply(fe, s, st.noRoute, 404, "no_route", rid, st)
+	}
+	if route.cors != nil {
+		if origin, ok := req.Headers.Get("origin"); ok && route.cors.allows(origin) {
+			s.cors = route.cors.responseHeaders(s.cors[:0], origin)
+			s.cors = append(s.cors, message.Header{Name: hdrACEH, Value: route.cors.expose})
+		}
 	}
 	if route.redirect != nil {
 		return redirect(fe, s, route, req, rid, st)
@@ -131,6 +146,9 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	if s.grpc {
 		out.Headers, out.Timeout = grpcDeadline(out.Headers, route.timeout)
 	}
+	if s.web {
+		grpcWebRequest(out, s.webText)
+	}
 	if lb, ok := req.Body.(*wire.LengthReader); ok && int64(lb.Buffered()) >= lb.N {
 		out.BodyBuffered = true
 	}
@@ -152,7 +170,10 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 		return withRoute(res, info)
 	}
 	resp := &x.Response
-	resp.Headers = responseHeaders(route, resp.Headers, st, rid, s)
+	resp.Headers = append(responseHeaders(route, resp.Headers, st, rid, s), s.cors...)
+	if s.web && resp.Status == 200 {
+		grpcWebResponse(resp, s.webText)
+	}
 	var n int64
 	var werr error
 	if resp.Status == 101 {
@@ -341,6 +362,7 @@ func localReply(fe frontend, s *scratch, stats *metrics.RouteStats, status int, 
 	if len(rid) > 0 {
 		hs = append(hs, message.Header{Name: st.server.requestIDHeader, Value: rid})
 	}
+	hs = append(hs, s.cors...)
 	s.resp = hs
 	resp := message.Response{
 		Status:        status,

@@ -125,14 +125,22 @@ func grpcCode(status int, reason string) int {
 // grpcLocalReply answers a gRPC call "Trailers-Only": HTTP 200 with the
 // status in the headers and no body.
 func grpcLocalReply(fe frontend, s *scratch, status int, reason string, rid []byte, st *State) int64 {
+	ct := valGRPC
+	if s.web {
+		ct = valGRPCWeb
+		if s.webText {
+			ct = valGRPCWebText
+		}
+	}
 	hs := append(s.resp[:0],
-		message.Header{Name: hdrCType, Value: valGRPC},
+		message.Header{Name: hdrCType, Value: ct},
 		message.Header{Name: hdrGRPCStatus, Value: strconv.AppendInt(nil, int64(grpcCode(status, reason)), 10)},
 		message.Header{Name: hdrGRPCMessage, Value: []byte(url.PathEscape("edge-agent: " + reason))},
 		message.Header{Name: hdrReason, Value: []byte(reason)})
 	if len(rid) > 0 {
 		hs = append(hs, message.Header{Name: st.server.requestIDHeader, Value: rid})
 	}
+	hs = append(hs, s.cors...)
 	s.resp = hs
 	n, _ := fe.respond(&message.Response{Status: 200, Headers: hs, ContentLength: -1, Body: eofBody{}})
 	return n

@@ -52,6 +52,7 @@ type Route struct {
 	timeout  time.Duration
 	// WebSocket tunnel limits (maxLifetime 0: none).
 	wsIdle, wsLifetime time.Duration
+	cors               *corsPolicy
 }
 
 type backend struct {
@@ -115,7 +116,8 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		rc := &c.Routes[i]
 		r := &Route{Name: rc.Name, redirect: rc.Redirect, rewrite: rc.Rewrite,
 			reqOps: compileOps(rc.RequestHeaders), respOps: compileOps(rc.ResponseHeaders),
-			timeout: rc.Timeout.D(), wsIdle: rc.WebSocket.IdleTimeout.D(), wsLifetime: rc.WebSocket.MaxLifetime.D()}
+			timeout: rc.Timeout.D(), wsIdle: rc.WebSocket.IdleTimeout.D(), wsLifetime: rc.WebSocket.MaxLifetime.D(),
+			cors: compileCORS(rc.CORS)}
 		pm := rc.Match.Path
 		if rc.Match.GRPC != nil {
 			pm = rc.Match.GRPC.PathMatch()
