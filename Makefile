@@ -55,6 +55,11 @@ bench-kube:
 bench-steer:
 	hack/bench/steer.sh
 
+## bench-grpc: ghz unary gRPC against a grpc-go server direct, via nginx and via edge-agent
+.PHONY: bench-grpc
+bench-grpc: build
+	hack/bench/grpc.sh
+
 ## deps: Debian packages the tests and benchmarks use
 deps:
 	hack/install-deps.sh

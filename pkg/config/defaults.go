@@ -53,6 +53,9 @@ func applyDefaults(c *Config) {
 		if l.TLS != nil {
 			setStr(&l.TLS.MinVersion, DefaultTLSMinVersion)
 		}
+		if l.TCP != nil {
+			setDur(&l.TCP.IdleTimeout, DefaultWebSocketIdleTimeout)
+		}
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

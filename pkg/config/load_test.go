@@ -811,9 +811,30 @@ func TestParseValidationErrors(t *testing.T) {
 			name: "unknown listener protocol",
 			yml: withListeners(`  - name: l
     address: 127.0.0.1:8080
-    protocol: tcp
+    protocol: udp
 `),
-			want: []FieldError{{"listeners[0].protocol", `must be one of http, https; got "tcp"`}},
+			want: []FieldError{{"listeners[0].protocol", `must be one of http, https, tcp; got "udp"`}},
+		},
+		{
+			name: "tcp listener",
+			yml: withListeners(`  - name: l
+    address: 127.0.0.1:8080
+    protocol: tcp
+  - name: m
+    address: 127.0.0.1:8081
+    protocol: tcp
+    tcp: {cluster: nope, idleTimeout: 10ms, maxConnections: -1}
+  - name: n
+    address: 127.0.0.1:8082
+    tcp: {cluster: web}
+`),
+			want: []FieldError{
+				{"listeners[0].tcp", "protocol tcp needs tcp.cluster"},
+				{"listeners[1].tcp.idleTimeout", "must be between 1s and 168h"},
+				{"listeners[1].tcp.maxConnections", "must be between 0 (no limit) and 1000000, got -1"},
+				{"listeners[2].tcp", "only allowed with protocol tcp"},
+				{"listeners[1].tcp.cluster", `no cluster named "nope"`},
+			},
 		},
 		{
 			name: "listener address without port",

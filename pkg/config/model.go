@@ -79,6 +79,8 @@ const (
 	ListenerHTTP ListenerProtocol = "http"
 	// ListenerHTTPS terminates TLS and serves h2 or HTTP/1.1 by ALPN.
 	ListenerHTTPS ListenerProtocol = "https"
+	// ListenerTCP forwards raw TCP to a cluster (Listener.TCP).
+	ListenerTCP ListenerProtocol = "tcp"
 )
 
 // Listener is one address the proxy accepts connections on.
@@ -87,11 +89,25 @@ type Listener struct {
 	Address  string           `yaml:"address" json:"address"`
 	Protocol ListenerProtocol `yaml:"protocol" json:"protocol"`
 	TLS      *ListenerTLS     `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// TCP is what a tcp listener forwards to.
+	TCP *TCPProxy `yaml:"tcp,omitempty" json:"tcp,omitempty"`
 	// Steer lists more destinations this listener serves, as IPv4:port
 	// (service VIPs; 0.0.0.0:PORT for a port on every node address). They
 	// need steering.enabled: the kernel hands their connections to the
 	// proxy, so no socket is bound per address.
 	Steer []string `yaml:"steer" json:"steer,omitempty"`
+}
+
+// TCPProxy forwards a tcp listener's connections to a cluster's
+// endpoints, picked by the cluster's LB policy.
+type TCPProxy struct {
+	Cluster string `yaml:"cluster" json:"cluster"`
+	// IdleTimeout closes a connection with no bytes either way this long
+	// (default 1h).
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
+	// MaxConnections caps open connections (0: no limit); more are closed
+	// at once and counted.
+	MaxConnections int `yaml:"maxConnections" json:"maxConnections"`
 }
 
 // Steering replaces one bound socket per listener with one proxy socket

@@ -33,6 +33,13 @@ func Validate(c *Config) error {
 	validateSteering(&e, c)
 	clusters := validateClusters(&e, c.Clusters)
 	validateRoutes(&e, c.Routes, listeners, clusters)
+	for i, l := range c.Listeners {
+		if l.TCP != nil && l.TCP.Cluster != "" && !clusters[l.TCP.Cluster] {
+			e.add(idx("listeners", i)+".tcp.cluster", "no cluster named %q", l.TCP.Cluster)
+		} else if l.TCP != nil && l.TCP.Cluster == "" {
+			e.add(idx("listeners", i)+".tcp.cluster", "is required")
+		}
+	}
 	return e.err()
 }
 
@@ -82,8 +89,25 @@ func validateListeners(e *errs, ls []Listener, certsFromSource bool) map[string]
 			if l.TLS == nil || (len(l.TLS.Certificates) == 0 && !certsFromSource) {
 				e.add(p+".tls.certificates", "protocol https needs at least one certificate")
 			}
+		case ListenerTCP:
+			if l.TLS != nil {
+				e.add(p+".tls", "not allowed with protocol tcp (bytes pass through untouched)")
+			}
+			if l.TCP == nil {
+				e.add(p+".tcp", "protocol tcp needs tcp.cluster")
+			} else {
+				if d := l.TCP.IdleTimeout.D(); d < time.Second || d > 7*24*time.Hour {
+					e.add(p+".tcp.idleTimeout", "must be between 1s and 168h, got %s", d)
+				}
+				if l.TCP.MaxConnections < 0 || l.TCP.MaxConnections > 1_000_000 {
+					e.add(p+".tcp.maxConnections", "must be between 0 (no limit) and 1000000, got %d", l.TCP.MaxConnections)
+				}
+			}
 		default:
-			e.add(p+".protocol", "must be one of http, https; got %q", l.Protocol)
+			e.add(p+".protocol", "must be one of http, https, tcp; got %q", l.Protocol)
+		}
+		if l.TCP != nil && l.Protocol != ListenerTCP {
+			e.add(p+".tcp", "only allowed with protocol tcp")
 		}
 		if l.TLS != nil {
 			if v := l.TLS.MinVersion; v != "1.2" && v != "1.3" {

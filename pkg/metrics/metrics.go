@@ -40,6 +40,11 @@ type Metrics struct {
 	WebSockets       *prometheus.GaugeVec
 	WebSocketsTotal  *prometheus.CounterVec
 	WebSocketsClosed *prometheus.CounterVec
+	// TCP listeners: open and opened connections, and those the proxy
+	// closed or refused, by reason.
+	TCPConnections      *prometheus.GaugeVec
+	TCPConnectionsTotal *prometheus.CounterVec
+	TCPClosed           *prometheus.CounterVec
 }
 
 // New creates and registers all collectors.
@@ -111,6 +116,18 @@ func New() *Metrics {
 			Name: "edge_agent_websocket_closed_by_proxy_total",
 			Help: "WebSocket tunnels the proxy closed, by route and reason (idle_timeout, max_lifetime).",
 		}, []string{"route", "reason"}),
+		TCPConnections: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_tcp_connections",
+			Help: "Open connections on tcp listeners, by listener.",
+		}, []string{"listener"}),
+		TCPConnectionsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_tcp_connections_total",
+			Help: "Connections relayed by tcp listeners, by listener.",
+		}, []string{"listener"}),
+		TCPClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_tcp_closed_by_proxy_total",
+			Help: "Connections a tcp listener closed or refused, by listener and reason (idle_timeout, max_connections, no_healthy_upstream, upstream_connect_failure).",
+		}, []string{"listener", "reason"}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edge_agent_config_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful config load.",
@@ -119,7 +136,7 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.Requests, m.RequestDuration, m.DownstreamActive, m.DownstreamTotal,
 		m.UpstreamActive, m.UpstreamConnects, m.UpstreamRequests, m.ConfigGeneration, m.ConfigReloads,
 		m.ConfigReloadErrors, m.ConfigLastSuccess, m.ConfigErrors, m.KubernetesServices, m.SteeredUnknown,
-		m.WebSockets, m.WebSocketsTotal, m.WebSocketsClosed,
+		m.WebSockets, m.WebSocketsTotal, m.WebSocketsClosed, m.TCPConnections, m.TCPConnectionsTotal, m.TCPClosed,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -177,7 +177,7 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	var n int64
 	var werr error
 	if resp.Status == 101 {
-		n, werr = fe.upgrade(resp, x, tunnel{route: route, metrics: st.metrics})
+		n, werr = fe.upgrade(resp, x, wsTunnel(route, st.metrics))
 	} else {
 		n, werr = fe.respond(resp)
 	}

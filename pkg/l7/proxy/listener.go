@@ -24,6 +24,8 @@ type listener struct {
 	ln      net.Listener
 	tlsConf *tls.Config
 	mode    atomic.Pointer[listenerMode]
+	// tcpOpen counts a tcp listener's open connections (its limit).
+	tcpOpen atomic.Int64
 }
 
 // listenerMode is what a reload may change about a listener. A connection
@@ -31,7 +33,8 @@ type listener struct {
 type listenerMode struct {
 	name     string
 	protocol config.ListenerProtocol
-	certs    *certStore // nil for http
+	certs    *certStore       // nil for http
+	tcp      *config.TCPProxy // tcp listeners
 }
 
 // certStore picks a certificate by SNI: exact name, then wildcard, then the
@@ -204,6 +207,11 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		_ = tc.SetNoDelay(true)
 	}
 	st := s.state.Load()
+	if l.protocol == config.ListenerTCP {
+		t.fresh.Store(false)
+		s.serveTCP(ln, l, t, st)
+		return
+	}
 	isTLS := l.protocol == config.ListenerHTTPS
 	if isTLS {
 		tc := tls.Server(nc, ln.tlsConf)

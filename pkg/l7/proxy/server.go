@@ -149,7 +149,7 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		return err
 	}
 	for _, lc := range cfg.Listeners {
-		next[lc.Address].mode.Store(&listenerMode{name: lc.Name, protocol: lc.Protocol, certs: certs[lc.Name]})
+		next[lc.Address].mode.Store(&listenerMode{name: lc.Name, protocol: lc.Protocol, certs: certs[lc.Name], tcp: lc.TCP})
 	}
 	s.state.Store(st)
 	if newSteered != nil {

@@ -23,6 +23,7 @@ type State struct {
 	server    serverSettings
 	noRoute   *metrics.RouteStats
 	metrics   *metrics.Metrics
+	clusters  map[string]*upstream.Cluster
 }
 
 type serverSettings struct {
@@ -108,8 +109,9 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 			readHeaderTimeout: c.Server.ReadHeaderTimeout.D(),
 			idleTimeout:       c.Server.IdleTimeout.D(),
 		},
-		noRoute: m.RouteStats("", ""),
-		metrics: m,
+		noRoute:  m.RouteStats("", ""),
+		metrics:  m,
+		clusters: clusters,
 	}
 	routes := make([]*Route, len(c.Routes))
 	for i := range c.Routes {

@@ -8,14 +8,26 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/edge-agent/edge-agent/pkg/metrics"
 )
 
-// tunnel is what an upgraded connection (WebSocket) needs from its route:
-// its limits and where to count it.
+// tunnel is a relay's limits and accounting: a WebSocket on its route, or
+// a TCP listener's connection.
 type tunnel struct {
-	route   *Route
-	metrics *metrics.Metrics
+	idle, lifetime time.Duration // lifetime 0: none
+	open           prometheus.Gauge
+	total          prometheus.Counter
+	// closed counts tunnels the proxy ended, by reason.
+	closed func(reason string)
+}
+
+// wsTunnel is a WebSocket tunnel on route r.
+func wsTunnel(r *Route, m *metrics.Metrics) tunnel {
+	return tunnel{idle: r.wsIdle, lifetime: r.wsLifetime,
+		open: m.WebSockets.WithLabelValues(r.Name), total: m.WebSocketsTotal.WithLabelValues(r.Name),
+		closed: func(reason string) { m.WebSocketsClosed.WithLabelValues(r.Name, reason).Inc() }}
 }
 
 var (
@@ -24,16 +36,15 @@ var (
 )
 
 // relay copies bytes both ways between the client (reading from cbr) and
-// the upstream until both directions are done, or until the route's idle
-// timeout or maximum lifetime ends the tunnel (both sockets are closed).
+// the upstream until both directions are done (each side's end of input
+// is passed on as a half-close), or until the idle timeout or maximum
+// lifetime ends the tunnel (both sockets are closed).
 // It returns the bytes sent to the client. Nothing in it depends on the
 // config snapshot: reloads leave established tunnels alone.
 func (t tunnel) relay(client net.Conn, cbr *bufio.Reader, up net.Conn, ubr io.Reader) (int64, error) {
-	name := t.route.Name
-	t.metrics.WebSocketsTotal.WithLabelValues(name).Inc()
-	open := t.metrics.WebSockets.WithLabelValues(name)
-	open.Inc()
-	defer open.Dec()
+	t.total.Inc()
+	t.open.Inc()
+	defer t.open.Dec()
 
 	var last atomic.Int64 // unix nanos of the last byte either way
 	last.Store(time.Now().UnixNano())
@@ -42,11 +53,11 @@ func (t tunnel) relay(client net.Conn, cbr *bufio.Reader, up net.Conn, ubr io.Re
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		idle := time.NewTimer(t.route.wsIdle)
+		idle := time.NewTimer(t.idle)
 		defer idle.Stop()
 		var life <-chan time.Time
-		if t.route.wsLifetime > 0 {
-			lt := time.NewTimer(t.route.wsLifetime)
+		if t.lifetime > 0 {
+			lt := time.NewTimer(t.lifetime)
 			defer lt.Stop()
 			life = lt.C
 		}
@@ -57,8 +68,8 @@ func (t tunnel) relay(client net.Conn, cbr *bufio.Reader, up net.Conn, ubr io.Re
 			case <-life:
 				ended.Store(&errTunnelLifetime)
 			case <-idle.C:
-				if since := time.Since(time.Unix(0, last.Load())); since < t.route.wsIdle {
-					idle.Reset(t.route.wsIdle - since)
+				if since := time.Since(time.Unix(0, last.Load())); since < t.idle {
+					idle.Reset(t.idle - since)
 					continue
 				}
 				ended.Store(&errTunnelIdle)
@@ -85,7 +96,7 @@ func (t tunnel) relay(client net.Conn, cbr *bufio.Reader, up net.Conn, ubr io.Re
 		if *e == errTunnelLifetime {
 			reason = "max_lifetime"
 		}
-		t.metrics.WebSocketsClosed.WithLabelValues(name, reason).Inc()
+		t.closed(reason)
 		return n, *e
 	}
 	return n, err

@@ -186,3 +186,27 @@ func (e *Endpoint) closeIdle() {
 		c.close()
 	}
 }
+
+// DialStream opens a connection for a byte stream the caller relays (a
+// TCP listener's connection, a TLS passthrough): no TLS of the cluster's,
+// counted as busy (least-request) until done is called.
+func (e *Endpoint) DialStream(ctx context.Context) (nc net.Conn, done func(), err error) {
+	c := e.cluster
+	d := net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
+	d.SetMultipathTCP(false)
+	nc, err = d.DialContext(ctx, "tcp", e.Address)
+	if err != nil {
+		c.stats.connectErrors.Inc()
+		return nil, nil, &Error{Kind: ConnectFailure, Err: err}
+	}
+	c.stats.connectOK.Inc()
+	c.stats.open.Inc()
+	e.active.Add(1)
+	var once sync.Once
+	return nc, func() {
+		once.Do(func() {
+			e.active.Add(-1)
+			c.stats.open.Dec()
+		})
+	}, nil
+}
