@@ -52,6 +52,9 @@ func applyDefaults(c *Config) {
 		}
 		if l.TLS != nil {
 			setStr(&l.TLS.MinVersion, DefaultTLSMinVersion)
+			for j := range l.TLS.Passthrough {
+				setDur(&l.TLS.Passthrough[j].IdleTimeout, DefaultWebSocketIdleTimeout)
+			}
 		}
 		if l.TCP != nil {
 			setDur(&l.TCP.IdleTimeout, DefaultWebSocketIdleTimeout)

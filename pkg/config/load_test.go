@@ -813,7 +813,26 @@ func TestParseValidationErrors(t *testing.T) {
     address: 127.0.0.1:8080
     protocol: udp
 `),
-			want: []FieldError{{"listeners[0].protocol", `must be one of http, https, tcp; got "udp"`}},
+			want: []FieldError{{"listeners[0].protocol", `must be one of http, https, auto, tcp; got "udp"`}},
+		},
+		{
+			name: "tls passthrough",
+			yml: withListeners(`  - name: l
+    address: 127.0.0.1:8443
+    protocol: auto
+    tls:
+      passthrough:
+        - {serverNames: [db.example.com, "db.example.com", "bad name"], cluster: nope, idleTimeout: 1ms}
+        - {serverNames: [], cluster: ""}
+`),
+			want: []FieldError{
+				{"listeners[0].tls.passthrough[0].serverNames[1]", `"db.example.com" is already passed through`},
+				{"listeners[0].tls.passthrough[0].serverNames[2]", "bad name"},
+				{"listeners[0].tls.passthrough[0].idleTimeout", "must be between 1s and 168h"},
+				{"listeners[0].tls.passthrough[1].serverNames", "at least one server name is required"},
+				{"listeners[0].tls.passthrough[1].cluster", "is required"},
+				{"listeners[0].tls.passthrough[0].cluster", `no cluster named "nope"`},
+			},
 		},
 		{
 			name: "tcp listener",

@@ -81,6 +81,9 @@ const (
 	ListenerHTTPS ListenerProtocol = "https"
 	// ListenerTCP forwards raw TCP to a cluster (Listener.TCP).
 	ListenerTCP ListenerProtocol = "tcp"
+	// ListenerAuto tells the protocol from the first bytes: a TLS
+	// ClientHello is served as https, anything else as http.
+	ListenerAuto ListenerProtocol = "auto"
 )
 
 // Listener is one address the proxy accepts connections on.
@@ -134,6 +137,19 @@ type ListenerTLS struct {
 	Certificates []Certificate `yaml:"certificates" json:"certificates"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `yaml:"minVersion" json:"minVersion"`
+	// Passthrough sends TLS connections for these server names (SNI),
+	// still encrypted, to a cluster: its endpoints terminate TLS.
+	Passthrough []TLSPassthrough `yaml:"passthrough" json:"passthrough,omitempty"`
+}
+
+// TLSPassthrough routes TLS by server name without terminating it.
+type TLSPassthrough struct {
+	// ServerNames are exact names or "*.example.com" wildcards.
+	ServerNames []string `yaml:"serverNames" json:"serverNames"`
+	Cluster     string   `yaml:"cluster" json:"cluster"`
+	// IdleTimeout closes a connection with no bytes either way this long
+	// (default 1h).
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
 }
 
 // Certificate is a PEM certificate chain and key, from files or (for

@@ -34,6 +34,13 @@ func Validate(c *Config) error {
 	clusters := validateClusters(&e, c.Clusters)
 	validateRoutes(&e, c.Routes, listeners, clusters)
 	for i, l := range c.Listeners {
+		if l.TLS != nil {
+			for j, pt := range l.TLS.Passthrough {
+				if pt.Cluster != "" && !clusters[pt.Cluster] {
+					e.add(idx(idx("listeners", i)+".tls.passthrough", j)+".cluster", "no cluster named %q", pt.Cluster)
+				}
+			}
+		}
 		if l.TCP != nil && l.TCP.Cluster != "" && !clusters[l.TCP.Cluster] {
 			e.add(idx("listeners", i)+".tcp.cluster", "no cluster named %q", l.TCP.Cluster)
 		} else if l.TCP != nil && l.TCP.Cluster == "" {
@@ -85,9 +92,9 @@ func validateListeners(e *errs, ls []Listener, certsFromSource bool) map[string]
 			if l.TLS != nil {
 				e.add(p+".tls", "only allowed with protocol https")
 			}
-		case ListenerHTTPS:
-			if l.TLS == nil || (len(l.TLS.Certificates) == 0 && !certsFromSource) {
-				e.add(p+".tls.certificates", "protocol https needs at least one certificate")
+		case ListenerHTTPS, ListenerAuto:
+			if l.TLS == nil || (len(l.TLS.Certificates) == 0 && len(l.TLS.Passthrough) == 0 && !certsFromSource) {
+				e.add(p+".tls.certificates", "protocol %s needs at least one certificate (or tls.passthrough)", l.Protocol)
 			}
 		case ListenerTCP:
 			if l.TLS != nil {
@@ -104,12 +111,33 @@ func validateListeners(e *errs, ls []Listener, certsFromSource bool) map[string]
 				}
 			}
 		default:
-			e.add(p+".protocol", "must be one of http, https, tcp; got %q", l.Protocol)
+			e.add(p+".protocol", "must be one of http, https, auto, tcp; got %q", l.Protocol)
 		}
 		if l.TCP != nil && l.Protocol != ListenerTCP {
 			e.add(p+".tcp", "only allowed with protocol tcp")
 		}
 		if l.TLS != nil {
+			seenNames := map[string]bool{}
+			for j, pt := range l.TLS.Passthrough {
+				pp := idx(p+".tls.passthrough", j)
+				if len(pt.ServerNames) == 0 {
+					e.add(pp+".serverNames", "at least one server name is required")
+				}
+				for k, n := range pt.ServerNames {
+					if err := checkHostPattern(n); err != nil {
+						e.add(idx(pp+".serverNames", k), "%v", err)
+					} else if seenNames[strings.ToLower(n)] {
+						e.add(idx(pp+".serverNames", k), "%q is already passed through", n)
+					}
+					seenNames[strings.ToLower(n)] = true
+				}
+				if pt.Cluster == "" {
+					e.add(pp+".cluster", "is required")
+				}
+				if d := pt.IdleTimeout.D(); d < time.Second || d > 7*24*time.Hour {
+					e.add(pp+".idleTimeout", "must be between 1s and 168h, got %s", d)
+				}
+			}
 			if v := l.TLS.MinVersion; v != "1.2" && v != "1.3" {
 				e.add(p+".tls.minVersion", "must be \"1.2\" or \"1.3\"; got %q", v)
 			}

@@ -35,7 +35,7 @@ func Merge(base *config.Config, res *Result) (*config.Config, error) {
 	cfg.Listeners = slices.Clone(base.Listeners)
 	for i := range cfg.Listeners {
 		l := &cfg.Listeners[i]
-		if l.Protocol != config.ListenerHTTPS || l.TLS == nil || !attached(base.Kubernetes.Listeners, l.Name) {
+		if (l.Protocol != config.ListenerHTTPS && l.Protocol != config.ListenerAuto) || l.TLS == nil || !attached(base.Kubernetes.Listeners, l.Name) {
 			continue
 		}
 		tlsCopy := *l.TLS

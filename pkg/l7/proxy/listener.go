@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -35,6 +36,8 @@ type listenerMode struct {
 	protocol config.ListenerProtocol
 	certs    *certStore       // nil for http
 	tcp      *config.TCPProxy // tcp listeners
+	// passthrough: TLS server names relayed without terminating.
+	passthrough *passthroughTable
 }
 
 // certStore picks a certificate by SNI: exact name, then wildcard, then the
@@ -213,11 +216,32 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		return
 	}
 	isTLS := l.protocol == config.ListenerHTTPS
+	if l.protocol == config.ListenerAuto {
+		// A TLS record starts with 0x16 (handshake); HTTP/1.x and the
+		// HTTP/2 preface start with a letter.
+		_ = nc.SetReadDeadline(time.Now().Add(st.server.readHeaderTimeout))
+		var first [1]byte
+		if _, err := io.ReadFull(nc, first[:]); err != nil {
+			return
+		}
+		isTLS = first[0] == 0x16
+		nc = &replayConn{Conn: nc, pre: first[:]}
+	}
 	if isTLS {
-		tc := tls.Server(nc, ln.tlsConf)
 		// Fresh, not idle: a drain gives a new connection freshGrace to
 		// get its handshake and first request going.
 		_ = nc.SetDeadline(time.Now().Add(st.server.readHeaderTimeout))
+		if l.passthrough != nil {
+			sni, rc := sniffServerName(nc)
+			nc = rc
+			if target := l.passthrough.lookup(sni); target != nil {
+				_ = nc.SetDeadline(time.Time{})
+				t.fresh.Store(false)
+				s.servePassthrough(l, target, t, nc, st)
+				return
+			}
+		}
+		tc := tls.Server(nc, ln.tlsConf)
 		err := tc.Handshake()
 		if err != nil {
 			s.log.Debug("tls handshake failed", "listener", l.name, "client", nc.RemoteAddr().String(), "err", err)
@@ -260,6 +284,30 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		}
 	}
 	s.serveH1(t, nc, br, ln, isTLS)
+}
+
+// replayConn reads pre before the connection's own bytes: what was read
+// to tell the protocol or the TLS server name.
+type replayConn struct {
+	net.Conn
+	pre []byte
+}
+
+func (r *replayConn) Read(p []byte) (int, error) {
+	if len(r.pre) > 0 {
+		n := copy(p, r.pre)
+		r.pre = r.pre[n:]
+		return n, nil
+	}
+	return r.Conn.Read(p)
+}
+
+// CloseWrite half-closes when the connection underneath can.
+func (r *replayConn) CloseWrite() error {
+	if cw, ok := r.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return r.Conn.Close()
 }
 
 // bufferedConn replays bytes already read while sniffing the protocol.

@@ -149,7 +149,8 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		return err
 	}
 	for _, lc := range cfg.Listeners {
-		next[lc.Address].mode.Store(&listenerMode{name: lc.Name, protocol: lc.Protocol, certs: certs[lc.Name], tcp: lc.TCP})
+		next[lc.Address].mode.Store(&listenerMode{name: lc.Name, protocol: lc.Protocol, certs: certs[lc.Name], tcp: lc.TCP,
+			passthrough: newPassthroughTable(lc.TLS)})
 	}
 	s.state.Store(st)
 	if newSteered != nil {

@@ -157,6 +157,7 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
 		}
 		st.listeners[l.Name] = &listenerState{name: l.Name, table: table, tls: l.Protocol == config.ListenerHTTPS}
+		// auto listeners: TLS or not is known per connection (req.TLS).
 	}
 	return st, nil
 }
