@@ -19,6 +19,12 @@
 #   SKIP_EDGE=1         benchmark only direct and nginx
 #   OUT=file.json       also write the results as JSON
 #   KEEP_TMP=1          keep the temp dir (configs, logs, raw ghz output)
+#   QUIET=1             before each measurement wait (up to 30 s) until the
+#                       machine uses < 0.1 cores, and count the CPU that
+#                       processes other than the benchmark's used during it; a
+#                       round in which that was >= 0.1 cores, or hypervisor
+#                       steal >= 0.15 cores, is flagged ! and left out of the
+#                       medians. QUIET=0: no waiting, no flags
 #
 # Installs nothing except ghz, with `go install` into $(go env GOPATH)/bin,
 # and only when it is neither on PATH nor there already.
@@ -46,6 +52,7 @@ GHZ_VERSION=${GHZ_VERSION:-v0.120.0}
 SKIP_EDGE=${SKIP_EDGE:-0}
 OUT=${OUT:-}
 KEEP_TMP=${KEEP_TMP:-0}
+QUIET=${QUIET:-1}
 EDGE_AGENT_DEFAULT="$REPO_ROOT/bin/edge-agent"
 EDGE_AGENT=${EDGE_AGENT:-}
 
@@ -63,6 +70,7 @@ die() { printf '[bench-grpc] ERROR: %s\n' "$*" >&2; exit 1; }
 ((CONNECTIONS <= CONCURRENCY)) || die "CONNECTIONS ($CONNECTIONS) must not exceed CONCURRENCY ($CONCURRENCY)"
 [[ $RESPONSE_BYTES =~ ^[0-9]+$ ]] || die "RESPONSE_BYTES must be a non-negative integer"
 [[ $NGINX_WORKERS =~ ^(auto|[1-9][0-9]*)$ ]] || die "NGINX_WORKERS must be 'auto' or a positive integer"
+[[ $QUIET == 0 || $QUIET == 1 ]] || die "QUIET must be 0 or 1"
 for tool in go curl awk pgrep getconf; do
 	command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found"
 done
@@ -234,6 +242,44 @@ pid_tree() {
 	pgrep -P "$1" 2>/dev/null || true
 }
 
+# machine_sample: "<ms> <busy ticks> <steal ticks>" from /proc/stat, all CPUs;
+# busy is user + nice + system + irq + softirq (this kernel's tick-based
+# accounting charges softirq ticks to the task they interrupted as well).
+machine_sample() {
+	local _cpu user nice system _idle _iowait irq softirq steal _rest
+	read -r _cpu user nice system _idle _iowait irq softirq steal _rest </proc/stat
+	echo "$(now_ms) $((user + nice + system + irq + softirq)) $steal"
+}
+
+# busy_cores: machine CPU over one second, in cores.
+busy_cores() {
+	local a b
+	read -r -a a <<<"$(machine_sample)"
+	sleep 1
+	read -r -a b <<<"$(machine_sample)"
+	awk -v t=$((b[1] - a[1])) -v ms=$((b[0] - a[0])) -v hz="$CLK_TCK" \
+		'BEGIN { printf "%.2f", t / hz / (ms / 1000) }'
+}
+
+# wait_quiet: wait up to 30 s for a second with < 0.1 busy cores.
+wait_quiet() {
+	local i c
+	for ((i = 0; i < 30; i++)); do
+		c=$(busy_cores)
+		awk -v c="$c" 'BEGIN { exit !(c < 0.1) }' && return 0
+	done
+	log "machine still busy ($c cores) after 30 s; measuring anyway (the round will likely be flagged)"
+}
+
+# children_ms: user+system CPU of this shell's waited-for children, in ms
+# (the second line of the 'times' builtin).
+children_ms() {
+	times | awk 'NR == 2 {
+		n = split($0, f, " "); t = 0
+		for (i = 1; i <= n; i++) { split(f[i], p, "m"); t += p[1] * 60000 + (p[2] + 0) * 1000 }
+		printf "%d", t }'
+}
+
 # ----------------------------------------------------------------- server ---
 
 for p in "$SERVER_PORT" "$NGINX_PORT" "$ADMIN_PORT" "$EDGE_PORT"; do
@@ -242,7 +288,7 @@ for p in "$SERVER_PORT" "$NGINX_PORT" "$ADMIN_PORT" "$EDGE_PORT"; do
 	fi
 done
 
-GHZ_MOD_VERSION=$(go version -m "$GHZ_BIN" 2>/dev/null | awk '$1 == "mod" { print $3; exit }')
+GHZ_MOD_VERSION=$({ go version -m "$GHZ_BIN" 2>/dev/null || true; } | awk '$1 == "mod" { print $3; exit }')
 GHZ_MOD_VERSION=${GHZ_MOD_VERSION:-unknown}
 log "temp dir: $TMP"
 log "ghz: $GHZ_BIN ($GHZ_MOD_VERSION)"
@@ -315,7 +361,7 @@ fi
 # ------------------------------------------------------------ measurement ---
 
 # Results, keyed "ROUND,TARGET".
-declare -A RPS P50 P99 CALLS ERRS PROXY_CPU SERVER_CPU
+declare -A RPS P50 P99 CALLS ERRS PROXY_CPU SERVER_CPU GHZ_CPU OTHER STEAL DISTURBED
 FAILED=0
 
 # parse_ghz FILE -> "rps p50_us p99_us calls non_ok" (or "" if unparsable).
@@ -366,22 +412,55 @@ measure() {
 	nginx) mapfile -t pids < <(pid_tree "$PROXY_PID") ;;
 	edge-agent) pids=("$EDGE_PID") ;;
 	esac
-	local before=0 after=0 sbefore safter
+	# Everything the benchmark runs, for the CPU used by other processes:
+	# the server, both proxies (idle but for the target), the kernel's
+	# softirq threads (loopback traffic) and ghz (this shell's child).
+	local -a ours=()
+	mapfile -t ours < <(
+		echo "$SERVER_PID"
+		pid_tree "$PROXY_PID"
+		[[ -z $EDGE_PID ]] || echo "$EDGE_PID"
+		pgrep '^ksoftirqd/' || true
+	)
+	local before=0 after=0 sbefore safter obefore oafter gbefore gafter
+	local -a mbefore mafter
+
+	[[ $QUIET == 0 ]] || wait_quiet
 	((${#pids[@]} == 0)) || before=$(cpu_ticks "${pids[@]}")
 	sbefore=$(cpu_ticks "$SERVER_PID")
+	obefore=$(cpu_ticks "${ours[@]}")
+	gbefore=$(children_ms)
+	read -r -a mbefore <<<"$(machine_sample)"
 
 	log "round $round: $target: ghz -c $CONCURRENCY --connections $CONNECTIONS -z $DURATION $addr"
 	run_ghz "$raw" "${GHZ_COMMON[@]}" -z "$DURATION" "$addr" || rc=$?
 
+	read -r -a mafter <<<"$(machine_sample)"
+	gafter=$(children_ms)
+	oafter=$(cpu_ticks "${ours[@]}")
 	((${#pids[@]} == 0)) || after=$(cpu_ticks "${pids[@]}")
 	safter=$(cpu_ticks "$SERVER_PID")
 
-	local key="$round,$target"
+	local key="$round,$target" secs other steal disturbed
+	secs=$(awk -v ms=$((mafter[0] - mbefore[0])) 'BEGIN { printf "%.3f", ms / 1000 }')
+	# other = machine busy - ours, in cores over the run; steal likewise.
+	read -r other steal disturbed < <(awk -v hz="$CLK_TCK" -v s="$secs" \
+		-v busy=$((mafter[1] - mbefore[1])) -v ours=$((oafter - obefore)) -v gms=$((gafter - gbefore)) \
+		-v steal=$((mafter[2] - mbefore[2])) -v quiet="$QUIET" 'BEGIN {
+			o = (busy / hz - ours / hz - gms / 1000) / s; if (o < 0) o = 0
+			st = steal / hz / s
+			printf "%.2f %.2f %d\n", o, st, (quiet == 1 && (o >= 0.1 || st >= 0.15))
+		}')
+	OTHER[$key]=$other STEAL[$key]=$steal DISTURBED[$key]=$disturbed
+	if ((disturbed)); then
+		log "round $round: $target: disturbed (other processes $other cores, steal $steal cores)"
+	fi
+
 	if ((rc != 0)) || ! parsed=$(parse_ghz "$raw"); then
 		log "ghz failed for $target (exit $rc); output:"
 		cat "$raw" >&2
 		FAILED=1
-		RPS[$key]=; P50[$key]=; P99[$key]=; CALLS[$key]=0; ERRS[$key]=-; PROXY_CPU[$key]=; SERVER_CPU[$key]=
+		RPS[$key]=; P50[$key]=; P99[$key]=; CALLS[$key]=0; ERRS[$key]=-; PROXY_CPU[$key]=; SERVER_CPU[$key]=; GHZ_CPU[$key]=
 		return 0
 	fi
 	local rps p50 p99 calls errs
@@ -390,6 +469,7 @@ measure() {
 	PROXY_CPU[$key]=
 	((${#pids[@]} == 0)) || PROXY_CPU[$key]=$(per_call $((after - before)) "$calls")
 	SERVER_CPU[$key]=$(per_call $((safter - sbefore)) "$calls")
+	GHZ_CPU[$key]=$(awk -v ms=$((gafter - gbefore)) -v n="$calls" 'BEGIN { if (n > 0) printf "%.2f", ms * 1000 / n }')
 	if ((errs > 0)); then
 		log "$target: $errs of $calls calls failed:"
 		sed -n '/^Status code distribution:/,$p' "$raw" >&2
@@ -444,16 +524,35 @@ done
 
 # ----------------------------------------------------------------- report ---
 
+# A round is disturbed (!) if any of its measurements was; medians use the
+# undisturbed rounds, or every round if none was.
+declare -A ROUND_BAD
+USE_ROUNDS=()
+for ((r = 1; r <= ROUNDS; r++)); do
+	ROUND_BAD[$r]=0
+	for t in "${TARGETS[@]}"; do ((DISTURBED[$r,$t])) && ROUND_BAD[$r]=1; done
+	((ROUND_BAD[$r])) || USE_ROUNDS+=("$r")
+done
+MEDIAN_NOTE="${#USE_ROUNDS[@]} undisturbed round(s) of $ROUNDS"
+if ((${#USE_ROUNDS[@]} == 0)); then
+	for ((r = 1; r <= ROUNDS; r++)); do USE_ROUNDS+=("$r"); done
+	MEDIAN_NOTE="every round disturbed: all $ROUNDS round(s)"
+fi
+
 print_round() {
-	local r=$1 t key name
-	printf '\n== round %d/%d (%s, %s cores) ==\n' "$r" "$ROUNDS" "$LOADDESC" "$(nproc)"
-	printf '%-11s %12s %10s %10s %8s %16s %17s\n' target 'req/s' 'p50 (us)' 'p99 (us)' 'non-OK' 'proxy CPU us/req' 'server CPU us/req'
+	local r=$1 t key name flag=""
+	((ROUND_BAD[$r])) && flag="  ! disturbed, not in the medians"
+	printf '\n== round %d/%d (%s, %s cores)%s ==\n' "$r" "$ROUNDS" "$LOADDESC" "$(nproc)" "$flag"
+	printf '%-11s %10s %9s %9s %7s %10s %10s %10s %7s %6s\n' target 'req/s' 'p50 (us)' 'p99 (us)' 'non-OK' \
+		'proxy CPU' 'server CPU' 'ghz CPU' 'other' 'steal'
+	printf '%-11s %10s %9s %9s %7s %10s %10s %10s %7s %6s\n' '' '' '' '' '' 'us/req' 'us/req' 'us/req' 'cores' 'cores'
 	for t in "${TARGETS[@]}"; do
 		key="$r,$t"
-		printf '%-11s %12s %10s %10s %8s %16s %17s\n' "$t" "$(or_na "${RPS[$key]}")" \
+		printf '%-11s %10s %9s %9s %7s %10s %10s %10s %7s %6s\n' "$t" "$(or_na "${RPS[$key]}")" \
 			"$(or_na "${P50[$key]}")" "$(or_na "${P99[$key]}")" "${ERRS[$key]}" \
 			"$(if [[ $t == direct ]]; then echo -; else or_na "${PROXY_CPU[$key]}"; fi)" \
-			"$(or_na "${SERVER_CPU[$key]}")"
+			"$(or_na "${SERVER_CPU[$key]}")" "$(or_na "${GHZ_CPU[$key]}")" \
+			"$(or_na "${OTHER[$key]}")$( ((DISTURBED[$key])) && echo '!')" "$(or_na "${STEAL[$key]}")"
 	done
 	for name in "${RATIO_NAMES[@]}"; do
 		if [[ $name == *p99* ]]; then
@@ -469,24 +568,26 @@ for ((r = 1; r <= ROUNDS; r++)); do print_round "$r"; done
 declare -A MEDIAN MED_RPS MED_P99
 for name in "${RATIO_NAMES[@]}"; do
 	vals=()
-	for ((r = 1; r <= ROUNDS; r++)); do vals+=("${RATIO[$r,$name]}"); done
+	for r in "${USE_ROUNDS[@]}"; do vals+=("${RATIO[$r,$name]}"); done
 	MEDIAN[$name]=$(median "${vals[@]}")
 done
 for t in "${TARGETS[@]}"; do
 	vals=() pvals=()
-	for ((r = 1; r <= ROUNDS; r++)); do vals+=("${RPS[$r,$t]}") pvals+=("${P99[$r,$t]}"); done
+	for r in "${USE_ROUNDS[@]}"; do vals+=("${RPS[$r,$t]}") pvals+=("${P99[$r,$t]}"); done
 	MED_RPS[$t]=$(round1 "$(median "${vals[@]}")")
 	MED_P99[$t]=$(round1 "$(median "${pvals[@]}")")
 done
 
-printf '\n== median of %d round(s) ==\n' "$ROUNDS"
-printf '%-11s %12s %10s\n' target 'req/s' 'p99 (us)'
+printf '\n== medians (%s) ==\n' "$MEDIAN_NOTE"
+printf '%-11s %10s %9s\n' target 'req/s' 'p99 (us)'
 for t in "${TARGETS[@]}"; do
-	printf '%-11s %12s %10s\n' "$t" "$(or_na "${MED_RPS[$t]}")" "$(or_na "${MED_P99[$t]}")"
+	printf '%-11s %10s %9s\n' "$t" "$(or_na "${MED_RPS[$t]}")" "$(or_na "${MED_P99[$t]}")"
 done
 for name in "${RATIO_NAMES[@]}"; do
 	line=""
-	for ((r = 1; r <= ROUNDS; r++)); do line+="${line:+ }$(or_na "${RATIO[$r,$name]}")"; done
+	for ((r = 1; r <= ROUNDS; r++)); do
+		line+="${line:+ }$(or_na "${RATIO[$r,$name]}")$( ((ROUND_BAD[$r])) && echo '!')"
+	done
 	if [[ $name == *p99* ]]; then
 		printf '  %-26s %s   (rounds: %s)\n' "$name:" "$(or_na "${MEDIAN[$name]}")" "$line"
 	else
@@ -500,6 +601,7 @@ fi
 
 if [[ -n $OUT ]]; then
 	jnum() { if [[ -n ${1:-} && $1 != - ]]; then printf '%s' "$1"; else printf 'null'; fi; }
+	jbool() { if ((${1:-0})); then printf true; else printf false; fi; }
 	jratios() { # jratios PREFIX (PREFIX is "N," for a round, "" for medians via MEDIAN)
 		local first=1 name val
 		printf '{'
@@ -513,26 +615,29 @@ if [[ -n $OUT ]]; then
 	}
 	{
 		printf '{\n'
-		printf '  "config": {"cores": %d, "load_generator": "ghz %s", "call": "%s", "concurrency": %s, "connections": %s, "duration": "%s", "warmup": "%s", "rounds": %d, "nginx_version": "%s", "nginx_workers": "%s", "response_bytes": %d},\n' \
-			"$(nproc)" "$GHZ_MOD_VERSION" "$CALL" \
-			"$CONCURRENCY" "$CONNECTIONS" "$DURATION" "$WARMUP" "$ROUNDS" "$NGINX_VERSION" "$NGINX_WORKERS" "$RESPONSE_BYTES"
+		printf '  "config": {"cores": %d, "load_generator": "ghz %s", "call": "%s", "concurrency": %s, "connections": %s, "duration": "%s", "warmup": "%s", "rounds": %d, "nginx_version": "%s", "nginx_workers": "%s", "response_bytes": %d, "quiet": %s},\n' \
+			"$(nproc)" "$GHZ_MOD_VERSION" "$CALL" "$CONCURRENCY" "$CONNECTIONS" "$DURATION" "$WARMUP" \
+			"$ROUNDS" "$NGINX_VERSION" "$NGINX_WORKERS" "$RESPONSE_BYTES" "$(jbool "$QUIET")"
 		printf '  "latency_unit": "us",\n'
 		printf '  "rounds": [\n'
 		for ((r = 1; r <= ROUNDS; r++)); do
-			printf '    {"round": %d, "targets": [\n' "$r"
+			printf '    {"round": %d, "disturbed": %s, "targets": [\n' "$r" "$(jbool "${ROUND_BAD[$r]}")"
 			n=0
 			for t in "${TARGETS[@]}"; do
 				key="$r,$t"
 				((n++ == 0)) || printf ',\n'
-				printf '      {"target": "%s", "port": %s, "calls": %s, "rps": %s, "p50_us": %s, "p99_us": %s, "non_ok": %s, "proxy_cpu_us_per_req": %s, "server_cpu_us_per_req": %s}' \
+				printf '      {"target": "%s", "port": %s, "calls": %s, "rps": %s, "p50_us": %s, "p99_us": %s, "non_ok": %s, "proxy_cpu_us_per_req": %s, "server_cpu_us_per_req": %s, "ghz_cpu_us_per_req": %s, "other_cores": %s, "steal_cores": %s, "disturbed": %s}' \
 					"$t" "${PORT[$t]}" "$(jnum "${CALLS[$key]}")" "$(jnum "${RPS[$key]}")" "$(jnum "${P50[$key]}")" \
-					"$(jnum "${P99[$key]}")" "$(jnum "${ERRS[$key]}")" "$(jnum "${PROXY_CPU[$key]}")" "$(jnum "${SERVER_CPU[$key]}")"
+					"$(jnum "${P99[$key]}")" "$(jnum "${ERRS[$key]}")" "$(jnum "${PROXY_CPU[$key]}")" \
+					"$(jnum "${SERVER_CPU[$key]}")" "$(jnum "${GHZ_CPU[$key]}")" "$(jnum "${OTHER[$key]}")" \
+					"$(jnum "${STEAL[$key]}")" "$(jbool "${DISTURBED[$key]}")"
 			done
 			printf '\n    ], "ratios": %s}' "$(jratios "$r,")"
 			((r == ROUNDS)) || printf ','
 			printf '\n'
 		done
 		printf '  ],\n'
+		printf '  "median_rounds": [%s],\n' "$(IFS=,; echo "${USE_ROUNDS[*]}")"
 		printf '  "medians": {'
 		n=0
 		for t in "${TARGETS[@]}"; do

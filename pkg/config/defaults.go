@@ -52,6 +52,9 @@ func applyDefaults(c *Config) {
 		}
 		if l.TLS != nil {
 			setStr(&l.TLS.MinVersion, DefaultTLSMinVersion)
+			if ca := l.TLS.ClientAuth; ca != nil {
+				setStr(&ca.Mode, "require")
+			}
 			for j := range l.TLS.Passthrough {
 				setDur(&l.TLS.Passthrough[j].IdleTimeout, DefaultWebSocketIdleTimeout)
 			}

@@ -816,6 +816,21 @@ func TestParseValidationErrors(t *testing.T) {
 			want: []FieldError{{"listeners[0].protocol", `must be one of http, https, auto, tcp; got "udp"`}},
 		},
 		{
+			name: "client auth",
+			yml: withListeners(`  - name: l
+    address: 127.0.0.1:8443
+    protocol: https
+    tls:
+      certificates: [{certFile: a.crt, keyFile: a.key}]
+      clientAuth: {mode: sometimes, requireForHosts: ["bad host"]}
+`),
+			want: []FieldError{
+				{"listeners[0].tls.clientAuth.caFile", "is required"},
+				{"listeners[0].tls.clientAuth.mode", `must be optional or require; got "sometimes"`},
+				{"listeners[0].tls.clientAuth.requireForHosts[0]", "bad host"},
+			},
+		},
+		{
 			name: "tls passthrough",
 			yml: withListeners(`  - name: l
     address: 127.0.0.1:8443

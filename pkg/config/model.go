@@ -137,9 +137,21 @@ type ListenerTLS struct {
 	Certificates []Certificate `yaml:"certificates" json:"certificates"`
 	// MinVersion is "1.2" (default) or "1.3".
 	MinVersion string `yaml:"minVersion" json:"minVersion"`
+	// ClientAuth verifies client certificates (mTLS).
+	ClientAuth *ClientAuth `yaml:"clientAuth,omitempty" json:"clientAuth,omitempty"`
 	// Passthrough sends TLS connections for these server names (SNI),
 	// still encrypted, to a cluster: its endpoints terminate TLS.
 	Passthrough []TLSPassthrough `yaml:"passthrough" json:"passthrough,omitempty"`
+}
+
+// ClientAuth asks TLS clients for a certificate signed by CAFile. Mode
+// "optional" verifies one when given; "require" refuses a handshake
+// without one. RequireForHosts requires it for those server names (SNI)
+// even when the mode is optional.
+type ClientAuth struct {
+	CAFile          string   `yaml:"caFile" json:"caFile"`
+	Mode            string   `yaml:"mode" json:"mode"`
+	RequireForHosts []string `yaml:"requireForHosts" json:"requireForHosts,omitempty"`
 }
 
 // TLSPassthrough routes TLS by server name without terminating it.

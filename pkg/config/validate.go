@@ -138,6 +138,20 @@ func validateListeners(e *errs, ls []Listener, certsFromSource bool) map[string]
 					e.add(pp+".idleTimeout", "must be between 1s and 168h, got %s", d)
 				}
 			}
+			if ca := l.TLS.ClientAuth; ca != nil {
+				cp := p + ".tls.clientAuth"
+				if ca.CAFile == "" {
+					e.add(cp+".caFile", "is required")
+				}
+				if ca.Mode != "optional" && ca.Mode != "require" {
+					e.add(cp+".mode", "must be optional or require; got %q", ca.Mode)
+				}
+				for k, h := range ca.RequireForHosts {
+					if err := checkHostPattern(h); err != nil {
+						e.add(idx(cp+".requireForHosts", k), "%v", err)
+					}
+				}
+			}
 			if v := l.TLS.MinVersion; v != "1.2" && v != "1.3" {
 				e.add(p+".tls.minVersion", "must be \"1.2\" or \"1.3\"; got %q", v)
 			}

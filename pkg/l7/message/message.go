@@ -74,6 +74,9 @@ type Request struct {
 	// ProtoMajor is 1 or 2.
 	ProtoMajor int
 	TLS        bool
+	// ClientCert describes the verified client certificate (mTLS) in
+	// X-Forwarded-Client-Cert form, or is nil.
+	ClientCert []byte
 }
 
 // Path returns Target without the query.

@@ -88,6 +88,7 @@ var (
 // for X-Forwarded-For.
 func serve(ctx context.Context, st *State, ls *listenerState, req *message.Request, remoteIP []byte, fe frontend, s *scratch) reqInfo {
 	rid := requestID(req, st.server.requestIDHeader, s)
+	req.Headers = withClientCert(req.Headers, req.ClientCert)
 	s.web, s.webText = grpcWebMode(req)
 	s.grpc = s.web || isGRPC(req)
 	s.cors = s.cors[:0]

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -18,20 +19,22 @@ import (
 // h1conn serves one HTTP/1.1 client connection: one request at a time,
 // synchronously on its own goroutine, with every buffer reused.
 type h1conn struct {
-	srv      *Server
-	ln       *listener
-	tls      bool
-	nc       net.Conn
-	br       *bufio.Reader
-	bw       *bufio.Writer
-	head     wire.RequestHead
-	req      message.Request
-	lr       wire.LengthReader
-	cr       wire.ChunkedReader
-	s        scratch
-	remoteIP []byte
-	remote   string
-	track    *tracked
+	srv *Server
+	ln  *listener
+	tls bool
+	// clientCert: the verified client certificate (mTLS), per connection.
+	clientCert []byte
+	nc         net.Conn
+	br         *bufio.Reader
+	bw         *bufio.Writer
+	head       wire.RequestHead
+	req        message.Request
+	lr         wire.LengthReader
+	cr         wire.ChunkedReader
+	s          scratch
+	remoteIP   []byte
+	remote     string
+	track      *tracked
 
 	closeAfter bool
 	isHead     bool
@@ -51,6 +54,11 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener
 	c.srv, c.ln, c.tls, c.nc, c.br, c.track = s, ln, isTLS, nc, br, t
 	c.bw.Reset(nc)
 	t.abort.Store(&c.cut)
+	c.clientCert = nil
+	if tc, ok := nc.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		c.clientCert = clientCertInfo(&cs)
+	}
 	c.remote = nc.RemoteAddr().String()
 	host, _, _ := net.SplitHostPort(c.remote)
 	c.remoteIP = append(c.remoteIP[:0], host...)
@@ -137,7 +145,7 @@ func (c *h1conn) prepare() {
 	h := &c.head
 	r := &c.req
 	*r = message.Request{Method: h.Method, Target: wire.NormalizeTarget(h.Target, &c.s.norm), Host: h.Host, Headers: h.Headers,
-		Upgrade: h.Upgrade, ProtoMajor: 1, TLS: c.tls}
+		Upgrade: h.Upgrade, ProtoMajor: 1, TLS: c.tls, ClientCert: c.clientCert}
 	switch {
 	case h.Chunked:
 		c.cr.Reset(c.br, c.srv.state.Load().server.maxHeaderBytes)

@@ -52,6 +52,7 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Body:          r.Body,
 		ProtoMajor:    r.ProtoMajor,
 		TLS:           r.TLS != nil,
+		ClientCert:    clientCertInfo(r.TLS),
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		req.Body, req.ContentLength = nil, 0

@@ -49,6 +49,7 @@ type certStore struct {
 	wildcard map[string]*tls.Certificate
 	def      *tls.Certificate
 	min      uint16
+	client   *clientAuth // nil: no client certificates asked for
 }
 
 // loadCerts reads every certificate a listener names; errors carry the
@@ -58,6 +59,11 @@ func loadCerts(path string, t *config.ListenerTLS) (*certStore, error) {
 	if t.MinVersion == "1.3" {
 		cs.min = tls.VersionTLS13
 	}
+	ca, err := loadClientAuth(path+".tls.clientAuth", t.ClientAuth)
+	if err != nil {
+		return nil, err
+	}
+	cs.client = ca
 	for i, c := range t.Certificates {
 		p := fmt.Sprintf("%s.tls.certificates[%d]", path, i)
 		var cert tls.Certificate
@@ -114,16 +120,20 @@ func newListener(address string, ln net.Listener) *listener {
 	l.tlsConf = &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		NextProtos: []string{"h2", "http/1.1"},
-		GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		GetConfigForClient: func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 			cs := l.mode.Load().certs
 			if cs == nil {
 				return nil, errors.New("listener no longer serves TLS")
 			}
-			return &tls.Config{
+			c := &tls.Config{
 				MinVersion:     cs.min,
 				NextProtos:     []string{"h2", "http/1.1"},
 				GetCertificate: cs.get,
-			}, nil
+			}
+			if ca := cs.client; ca != nil {
+				c.ClientCAs, c.ClientAuth = ca.pool, ca.mode(hello.ServerName)
+			}
+			return c, nil
 		},
 	}
 	return l

@@ -93,7 +93,9 @@ clusters:
 		t.Errorf("endpoints reached: %v", seen)
 	}
 
-	// Limit: 3 open, the 4th is closed at once.
+	// Limit: 3 open, the 4th is closed at once (once the first ones'
+	// relays have wound down).
+	waitUntil(t, 2*time.Second, func() bool { return metricValue(t, e, "edge_agent_tcp_connections", "db") == 0 }, "connections still open")
 	var open []net.Conn
 	for range 3 {
 		c, _, _ := dial()
