@@ -272,12 +272,14 @@ wait_quiet() {
 }
 
 # children_ms: user+system CPU of this shell's waited-for children, in ms
-# (the second line of the 'times' builtin).
+# (the second line of the 'times' builtin). Call it as `children_ms; x=$REPLY`:
+# in a $(...) subshell 'times' would see the subshell's children only.
 children_ms() {
-	times | awk 'NR == 2 {
+	times >"$TMP/times"
+	REPLY=$(awk 'NR == 2 {
 		n = split($0, f, " "); t = 0
 		for (i = 1; i <= n; i++) { split(f[i], p, "m"); t += p[1] * 60000 + (p[2] + 0) * 1000 }
-		printf "%d", t }'
+		printf "%d", t }' "$TMP/times")
 }
 
 # ----------------------------------------------------------------- server ---
@@ -429,14 +431,16 @@ measure() {
 	((${#pids[@]} == 0)) || before=$(cpu_ticks "${pids[@]}")
 	sbefore=$(cpu_ticks "$SERVER_PID")
 	obefore=$(cpu_ticks "${ours[@]}")
-	gbefore=$(children_ms)
+	children_ms
+	gbefore=$REPLY
 	read -r -a mbefore <<<"$(machine_sample)"
 
 	log "round $round: $target: ghz -c $CONCURRENCY --connections $CONNECTIONS -z $DURATION $addr"
 	run_ghz "$raw" "${GHZ_COMMON[@]}" -z "$DURATION" "$addr" || rc=$?
 
 	read -r -a mafter <<<"$(machine_sample)"
-	gafter=$(children_ms)
+	children_ms
+	gafter=$REPLY
 	oafter=$(cpu_ticks "${ours[@]}")
 	((${#pids[@]} == 0)) || after=$(cpu_ticks "${pids[@]}")
 	safter=$(cpu_ticks "$SERVER_PID")
@@ -499,6 +503,9 @@ median() {
 # round1 X -> X with one decimal, or "" if X is empty.
 round1() { [[ -z ${1:-} ]] || awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
 
+# bang FLAG -> "!" if FLAG is 1.
+bang() { if [[ ${1:-0} == 1 ]]; then printf '!'; fi; }
+
 or_na() { if [[ -n ${1:-} ]]; then printf '%s' "$1"; else printf 'n/a'; fi; }
 
 RATIO_NAMES=(nginx/direct edge-agent/direct edge-agent/nginx "edge-agent p99/nginx p99")
@@ -530,8 +537,10 @@ declare -A ROUND_BAD
 USE_ROUNDS=()
 for ((r = 1; r <= ROUNDS; r++)); do
 	ROUND_BAD[$r]=0
-	for t in "${TARGETS[@]}"; do ((DISTURBED[$r,$t])) && ROUND_BAD[$r]=1; done
-	((ROUND_BAD[$r])) || USE_ROUNDS+=("$r")
+	for t in "${TARGETS[@]}"; do
+		if ((DISTURBED[$r,$t])); then ROUND_BAD[$r]=1; fi
+	done
+	if ((!ROUND_BAD[$r])); then USE_ROUNDS+=("$r"); fi
 done
 MEDIAN_NOTE="${#USE_ROUNDS[@]} undisturbed round(s) of $ROUNDS"
 if ((${#USE_ROUNDS[@]} == 0)); then
@@ -541,7 +550,7 @@ fi
 
 print_round() {
 	local r=$1 t key name flag=""
-	((ROUND_BAD[$r])) && flag="  ! disturbed, not in the medians"
+	if ((ROUND_BAD[$r])); then flag="  ! disturbed, not in the medians"; fi
 	printf '\n== round %d/%d (%s, %s cores)%s ==\n' "$r" "$ROUNDS" "$LOADDESC" "$(nproc)" "$flag"
 	printf '%-11s %10s %9s %9s %7s %10s %10s %10s %7s %6s\n' target 'req/s' 'p50 (us)' 'p99 (us)' 'non-OK' \
 		'proxy CPU' 'server CPU' 'ghz CPU' 'other' 'steal'
@@ -552,7 +561,7 @@ print_round() {
 			"$(or_na "${P50[$key]}")" "$(or_na "${P99[$key]}")" "${ERRS[$key]}" \
 			"$(if [[ $t == direct ]]; then echo -; else or_na "${PROXY_CPU[$key]}"; fi)" \
 			"$(or_na "${SERVER_CPU[$key]}")" "$(or_na "${GHZ_CPU[$key]}")" \
-			"$(or_na "${OTHER[$key]}")$( ((DISTURBED[$key])) && echo '!')" "$(or_na "${STEAL[$key]}")"
+			"$(or_na "${OTHER[$key]}")$(bang "${DISTURBED[$key]}")" "$(or_na "${STEAL[$key]}")"
 	done
 	for name in "${RATIO_NAMES[@]}"; do
 		if [[ $name == *p99* ]]; then
@@ -586,7 +595,7 @@ done
 for name in "${RATIO_NAMES[@]}"; do
 	line=""
 	for ((r = 1; r <= ROUNDS; r++)); do
-		line+="${line:+ }$(or_na "${RATIO[$r,$name]}")$( ((ROUND_BAD[$r])) && echo '!')"
+		line+="${line:+ }$(or_na "${RATIO[$r,$name]}")$(bang "${ROUND_BAD[$r]}")"
 	done
 	if [[ $name == *p99* ]]; then
 		printf '  %-26s %s   (rounds: %s)\n' "$name:" "$(or_na "${MEDIAN[$name]}")" "$line"

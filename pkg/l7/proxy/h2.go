@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -43,6 +44,10 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad_request", http.StatusBadRequest)
 		return
 	}
+	tlsState := r.TLS
+	if tlsState == nil {
+		tlsState, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+	}
 	s := scratchPool.Get().(*scratch)
 	req := message.Request{
 		Method:        []byte(r.Method),
@@ -51,8 +56,8 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ContentLength: r.ContentLength,
 		Body:          r.Body,
 		ProtoMajor:    r.ProtoMajor,
-		TLS:           r.TLS != nil,
-		ClientCert:    clientCertInfo(r.TLS),
+		TLS:           tlsState != nil,
+		ClientCert:    clientCertInfo(tlsState),
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		req.Body, req.ContentLength = nil, 0

@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/h2guard"
 )
 
 // h2server serves HTTP/2 with net/http's built-in implementation on
@@ -28,6 +31,9 @@ type h2conn struct {
 
 type listenerKey struct{}
 
+// tlsStateKey holds a connection's *tls.ConnectionState in its context.
+type tlsStateKey struct{}
+
 func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 	h := &h2server{ln: &chanListener{ch: make(chan net.Conn), closed: make(chan struct{})}}
 	var protos http.Protocols
@@ -46,7 +52,15 @@ func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 		ErrorLog:    slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			if v, ok := h.conns.Load(c); ok {
-				return context.WithValue(ctx, listenerKey{}, v.(*h2conn).ln)
+				ctx = context.WithValue(ctx, listenerKey{}, v.(*h2conn).ln)
+			}
+			// net/http sees the guard, not the *tls.Conn under it, so it
+			// sets no Request.TLS: the handler takes the state from here.
+			if g, ok := c.(*guardedConn); ok {
+				if tc, ok := g.Conn.(*tls.Conn); ok {
+					cs := tc.ConnectionState()
+					ctx = context.WithValue(ctx, tlsStateKey{}, &cs)
+				}
 			}
 			return ctx
 		},
@@ -64,7 +78,10 @@ func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 }
 
 // serveConn hands nc to net/http and waits until the connection is closed.
+// The client's frames pass through h2guard first, for the RFC 9113 rules
+// net/http does not enforce.
 func (h *h2server) serveConn(nc net.Conn, ln *listener) {
+	nc = &guardedConn{Conn: nc, r: h2guard.NewReader(nc)}
 	hc := &h2conn{ln: ln, done: make(chan struct{})}
 	h.conns.Store(nc, hc)
 	select {
@@ -77,6 +94,14 @@ func (h *h2server) serveConn(nc net.Conn, ln *listener) {
 
 // shutdown sends GOAWAY on every connection and waits for streams in flight.
 func (h *h2server) shutdown(ctx context.Context) error { return h.srv.Shutdown(ctx) }
+
+// guardedConn reads through an h2guard.Reader.
+type guardedConn struct {
+	net.Conn
+	r *h2guard.Reader
+}
+
+func (g *guardedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
 
 // chanListener is a net.Listener fed by the proxy's own accept loops.
 type chanListener struct {

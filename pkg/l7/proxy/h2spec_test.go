@@ -10,17 +10,6 @@ import (
 	"testing"
 )
 
-// goHTTP2Deviations are h2spec cases Go's HTTP/2 server fails on purpose
-// (net/http and golang.org/x/net/http2 alike): it hangs up on SETTINGS
-// frames with duplicate entries (DoS hardening), and answers requests with
-// connection-specific header fields 400 instead of resetting the stream.
-// Anything else failing fails the test.
-var goHTTP2Deviations = map[string]bool{
-	"http2/6.5.3: Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE":                                          true,
-	"http2/8.1.2.2: Sends a HEADERS frame that contains the connection-specific header field":                     true,
-	`http2/8.1.2.2: Sends a HEADERS frame that contains the TE header field with any value other than "trailers"`: true,
-}
-
 type junit struct {
 	Suites []struct {
 		Cases []struct {
@@ -99,15 +88,13 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 					case c.Skipped != nil:
 						t.Errorf("skipped: %s", id)
 					case c.Error != nil || c.Failure != nil:
-						if !goHTTP2Deviations[id] {
-							t.Errorf("failed: %s", id)
-						}
+						t.Errorf("failed: %s", id)
 					default:
 						passed++
 					}
 				}
 			}
-			t.Logf("h2spec %s: %d of %d cases passed (%d known Go HTTP/2 server deviations)", tc.name, passed, cases, len(goHTTP2Deviations))
+			t.Logf("h2spec %s: %d of %d cases passed", tc.name, passed, cases)
 			if cases < 140 {
 				t.Errorf("only %d cases ran:\n%s", cases, out)
 			}

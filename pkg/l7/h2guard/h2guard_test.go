@@ -1,0 +1,113 @@
+package h2guard
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// conn builds a client stream: the preface, then frames written by
+// x/net/http2's Framer.
+func conn(t *testing.T, write func(f *http2.Framer, enc func(...string) []byte)) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	buf.WriteString(http2.ClientPreface)
+	f := http2.NewFramer(&buf, nil)
+	var hb bytes.Buffer
+	he := hpack.NewEncoder(&hb)
+	enc := func(kv ...string) []byte {
+		hb.Reset()
+		for i := 0; i < len(kv); i += 2 {
+			_ = he.WriteField(hpack.HeaderField{Name: kv[i], Value: kv[i+1]})
+		}
+		return append([]byte(nil), hb.Bytes()...)
+	}
+	write(f, enc)
+	return buf.Bytes()
+}
+
+// readAll reads through the guard in small pieces, as a server would.
+func readAll(src []byte) ([]byte, error) {
+	r := NewReader(bytes.NewReader(src))
+	var out []byte
+	p := make([]byte, 7)
+	for {
+		n, err := r.Read(p)
+		out = append(out, p[:n]...)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return out, err
+		}
+	}
+}
+
+var req = []string{":method", "GET", ":scheme", "https", ":path", "/", ":authority", "a"}
+
+func TestPassesValidTrafficUnchanged(t *testing.T) {
+	in := conn(t, func(f *http2.Framer, enc func(...string) []byte) {
+		_ = f.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1 << 20})
+		block := enc(append(req, "te", "trailers", "content-type", "application/grpc")...)
+		// Split across HEADERS + CONTINUATION, with padding and priority.
+		_ = f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block[:3], PadLength: 4,
+			Priority: http2.PriorityParam{Weight: 15}})
+		_ = f.WriteContinuation(1, true, block[3:])
+		_ = f.WriteData(1, true, bytes.Repeat([]byte("x"), 40000))
+		// The dynamic table carries over to the next block.
+		_ = f.WriteHeaders(http2.HeadersFrameParam{StreamID: 3, BlockFragment: enc(req...), EndHeaders: true, EndStream: true})
+	})
+	out, err := readAll(in)
+	if err != nil || !bytes.Equal(out, in) {
+		t.Fatalf("changed valid traffic: err %v, %d bytes in, %d out", err, len(in), len(out))
+	}
+}
+
+func TestConnectionSpecificHeadersEndTheConnection(t *testing.T) {
+	for _, kv := range [][]string{{"connection", "keep-alive"}, {"upgrade", "h2c"}, {"te", "gzip"}, {"transfer-encoding", "chunked"}} {
+		in := conn(t, func(f *http2.Framer, enc func(...string) []byte) {
+			_ = f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: enc(append(req, kv...)...), EndHeaders: true})
+		})
+		if _, err := readAll(in); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%v: %v, want ErrMalformed", kv, err)
+		}
+	}
+}
+
+func TestDuplicateSettingsKeepTheLastValue(t *testing.T) {
+	in := conn(t, func(f *http2.Framer, _ func(...string) []byte) {
+		_ = f.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100},
+			http2.Setting{ID: http2.SettingMaxFrameSize, Val: 1 << 15},
+			http2.Setting{ID: http2.SettingInitialWindowSize, Val: 200})
+	})
+	out, err := readAll(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := http2.NewFramer(nil, bytes.NewReader(out[len(http2.ClientPreface):]))
+	f, err := fr.ReadFrame()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sf := f.(*http2.SettingsFrame)
+	if sf.HasDuplicates() || sf.NumSettings() != 2 {
+		t.Fatalf("%d settings, duplicates %v", sf.NumSettings(), sf.HasDuplicates())
+	}
+	if v, _ := sf.Value(http2.SettingInitialWindowSize); v != 200 {
+		t.Errorf("initial window %d, want the last value 200", v)
+	}
+}
+
+func TestStopsScreeningOnCompressionError(t *testing.T) {
+	in := conn(t, func(f *http2.Framer, _ func(...string) []byte) {
+		_ = f.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xff, 0xff, 0xff, 0xff}, EndHeaders: true})
+	})
+	out, err := readAll(in)
+	if err != nil || !bytes.Equal(out, in) {
+		t.Fatalf("err %v; a block it cannot decode must pass on for the server to refuse", err)
+	}
+}
