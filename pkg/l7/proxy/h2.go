@@ -1,12 +1,16 @@
 package proxy
 
 import (
+	"bufio"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,9 +52,30 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if tlsState == nil {
 		tlsState, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
 	}
+	method := []byte(r.Method)
+	var upgrade []byte
+	if r.Method == "CONNECT" {
+		// RFC 8441: a WebSocket is an extended CONNECT with :protocol; it
+		// goes upstream as an HTTP/1.1 Upgrade (core relays it).
+		proto := r.Header.Get(":protocol")
+		if !strings.EqualFold(proto, "websocket") {
+			w.Header().Set(ReasonHeader, "connect_not_supported")
+			http.Error(w, "connect_not_supported", http.StatusMethodNotAllowed)
+			return
+		}
+		method, upgrade = []byte("GET"), []byte("websocket")
+		r.Header.Del(":protocol")
+		if r.Header.Get("Sec-WebSocket-Key") == "" {
+			// HTTP/2 clients send no key (RFC 8441 §5); HTTP/1.1 needs one.
+			var k [16]byte
+			_, _ = rand.Read(k[:])
+			r.Header.Set("Sec-WebSocket-Key", base64.StdEncoding.EncodeToString(k[:]))
+		}
+	}
 	s := scratchPool.Get().(*scratch)
 	req := message.Request{
-		Method:        []byte(r.Method),
+		Method:        method,
+		Upgrade:       upgrade,
 		Target:        wire.NormalizeTarget([]byte(r.RequestURI), &s.norm),
 		Host:          []byte(r.Host),
 		ContentLength: r.ContentLength,
@@ -59,7 +84,9 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		TLS:           tlsState != nil,
 		ClientCert:    clientCertInfo(tlsState),
 	}
-	if r.Body == nil || r.Body == http.NoBody {
+	if r.Body == nil || r.Body == http.NoBody || upgrade != nil {
+		// An extended CONNECT's stream is the tunnel, not a request body:
+		// upstream sees a bodiless Upgrade, and the relay reads r.Body.
 		req.Body, req.ContentLength = nil, 0
 	}
 	for k, vs := range r.Header {
@@ -148,12 +175,54 @@ func (f *h2front) respond(resp *message.Response) (int64, error) {
 	return total, nil
 }
 
-// upgrade: WebSocket over HTTP/2 (RFC 8441) is not supported yet; an
-// HTTP/2 request never carries an Upgrade, so this is not reached.
-func (f *h2front) upgrade(_ *message.Response, x *upstream.Exchange, _ tunnel) (int64, error) {
-	x.Finish(false)
-	return f.respond(&message.Response{Status: 502, ContentLength: 0, Body: eofBody{}})
+// upgrade completes an RFC 8441 WebSocket: the upstream's 101 becomes a
+// 200 on the stream (without the HTTP/1.1 handshake headers), then bytes
+// are relayed between the stream and the upstream connection.
+func (f *h2front) upgrade(resp *message.Response, x *upstream.Exchange, t tunnel) (int64, error) {
+	hdr := f.w.Header()
+	for _, h := range resp.Headers {
+		if wire.IsHopByHop(h.Name) || message.EqualFold(h.Name, "sec-websocket-accept") {
+			continue
+		}
+		hdr.Add(string(h.Name), string(h.Value))
+	}
+	f.w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(f.w)
+	if err := rc.Flush(); err != nil {
+		x.Finish(false)
+		f.aborted = true
+		return 0, err
+	}
+	unc, ubr, done := x.Hijack()
+	defer done()
+	sc := &streamConn{body: f.r.Body, w: f.w, rc: rc}
+	return t.relay(sc, bufio.NewReader(sc), unc, ubr)
 }
+
+// streamConn is an HTTP/2 stream as the client side of a relay: reads
+// from the request body, writes (flushed) to the response.
+type streamConn struct {
+	net.Conn // not used: relay needs only Read, Write and Close
+	body     io.ReadCloser
+	w        http.ResponseWriter
+	rc       *http.ResponseController
+}
+
+func (c *streamConn) Read(p []byte) (int, error) { return c.body.Read(p) }
+
+func (c *streamConn) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	if err == nil {
+		err = c.rc.Flush()
+	}
+	return n, err
+}
+
+// Close ends the relay's reading; the stream ends when the handler returns.
+func (c *streamConn) Close() error { return c.body.Close() }
+
+// CloseWrite: the stream's END_STREAM goes out when the handler returns.
+func (c *streamConn) CloseWrite() error { return nil }
 
 func (f *h2front) abandonBody() {
 	if f.r.Body != nil {

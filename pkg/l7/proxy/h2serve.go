@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	// WebSockets over HTTP/2 (RFC 8441); see the package comment.
+	_ "github.com/edge-agent/edge-agent/internal/xconnect"
 	"github.com/edge-agent/edge-agent/pkg/l7/h2guard"
 )
 
