@@ -5,7 +5,7 @@
 # 127.0.0.1, plaintext h2c. See hack/bench/README.md.
 #
 # Environment (all optional):
-#   SERVER_PORT=18111  NGINX_PORT=18112  EDGE_PORT=18113  ADMIN_PORT=19911
+#   SERVER_PORT=18111  NGINX_PORT=18112  EDGE_PORT=18113  ADMIN_PORT=19913
 #   NGINX_WORKERS=auto  worker_processes of the nginx proxy
 #   CONCURRENCY=64      ghz -c: calls in flight
 #   CONNECTIONS=1       ghz --connections: HTTP/2 connections they share
@@ -40,7 +40,7 @@ REPO_ROOT=$(cd "$BENCH_DIR/../.." && pwd)
 SERVER_PORT=${SERVER_PORT:-18111}
 NGINX_PORT=${NGINX_PORT:-18112}
 EDGE_PORT=${EDGE_PORT:-18113}
-ADMIN_PORT=${ADMIN_PORT:-19911}
+ADMIN_PORT=${ADMIN_PORT:-19913}
 NGINX_WORKERS=${NGINX_WORKERS:-auto}
 CONCURRENCY=${CONCURRENCY:-64}
 CONNECTIONS=${CONNECTIONS:-1}
@@ -271,6 +271,21 @@ wait_quiet() {
 	log "machine still busy ($c cores) after 30 s; measuring anyway (the round will likely be flagged)"
 }
 
+# foreign_ticks PID...: utime + stime + cutime + cstime (clock ticks) summed
+# over every process but the given ones. A process's CPU moves into its
+# parent's cutime/cstime when the parent reaps it, so the sum also catches
+# short-lived processes (a build's compiler runs) that start and end between
+# two samples. Loopback softirq work that lands on an idle CPU is charged to
+# no process, so unlike the machine's busy time this is not inflated by the
+# benchmark's own traffic.
+foreign_ticks() {
+	cat /proc/[0-9]*/stat 2>/dev/null | awk -v skip=" $* " '{
+		if (index(skip, " " $1 " ")) next
+		sub(/^.*\) /, "")
+		t += $12 + $13 + $14 + $15
+	} END { printf "%d", t }'
+}
+
 # children_ms: user+system CPU of this shell's waited-for children, in ms
 # (the second line of the 'times' builtin). Call it as `children_ms; x=$REPLY`:
 # in a $(...) subshell 'times' would see the subshell's children only.
@@ -414,11 +429,12 @@ measure() {
 	nginx) mapfile -t pids < <(pid_tree "$PROXY_PID") ;;
 	edge-agent) pids=("$EDGE_PID") ;;
 	esac
-	# Everything the benchmark runs, for the CPU used by other processes:
-	# the server, both proxies (idle but for the target), the kernel's
-	# softirq threads (loopback traffic) and ghz (this shell's child).
+	# Everything the benchmark runs, left out of the CPU of other processes:
+	# this shell (it reaps ghz), the server, both proxies (idle but for the
+	# target) and the kernel's softirq threads (loopback traffic).
 	local -a ours=()
 	mapfile -t ours < <(
+		echo "$$"
 		echo "$SERVER_PID"
 		pid_tree "$PROXY_PID"
 		[[ -z $EDGE_PID ]] || echo "$EDGE_PID"
@@ -430,7 +446,7 @@ measure() {
 	[[ $QUIET == 0 ]] || wait_quiet
 	((${#pids[@]} == 0)) || before=$(cpu_ticks "${pids[@]}")
 	sbefore=$(cpu_ticks "$SERVER_PID")
-	obefore=$(cpu_ticks "${ours[@]}")
+	obefore=$(foreign_ticks "${ours[@]}")
 	children_ms
 	gbefore=$REPLY
 	read -r -a mbefore <<<"$(machine_sample)"
@@ -441,17 +457,16 @@ measure() {
 	read -r -a mafter <<<"$(machine_sample)"
 	children_ms
 	gafter=$REPLY
-	oafter=$(cpu_ticks "${ours[@]}")
+	oafter=$(foreign_ticks "${ours[@]}")
 	((${#pids[@]} == 0)) || after=$(cpu_ticks "${pids[@]}")
 	safter=$(cpu_ticks "$SERVER_PID")
 
 	local key="$round,$target" secs other steal disturbed
 	secs=$(awk -v ms=$((mafter[0] - mbefore[0])) 'BEGIN { printf "%.3f", ms / 1000 }')
-	# other = machine busy - ours, in cores over the run; steal likewise.
+	# CPU of other processes and hypervisor steal, in cores over the run.
 	read -r other steal disturbed < <(awk -v hz="$CLK_TCK" -v s="$secs" \
-		-v busy=$((mafter[1] - mbefore[1])) -v ours=$((oafter - obefore)) -v gms=$((gafter - gbefore)) \
-		-v steal=$((mafter[2] - mbefore[2])) -v quiet="$QUIET" 'BEGIN {
-			o = (busy / hz - ours / hz - gms / 1000) / s; if (o < 0) o = 0
+		-v foreign=$((oafter - obefore)) -v steal=$((mafter[2] - mbefore[2])) -v quiet="$QUIET" 'BEGIN {
+			o = foreign / hz / s; if (o < 0) o = 0
 			st = steal / hz / s
 			printf "%.2f %.2f %d\n", o, st, (quiet == 1 && (o >= 0.1 || st >= 0.15))
 		}')
