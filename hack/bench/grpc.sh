@@ -59,8 +59,9 @@ EDGE_AGENT=${EDGE_AGENT:-}
 CALL=grpc.testing.TestService/UnaryCall
 READY_TIMEOUT_MS=10000
 
-log() { printf '[bench-grpc] %s\n' "$*" >&2; }
-die() { printf '[bench-grpc] ERROR: %s\n' "$*" >&2; exit 1; }
+BENCH_TAG=bench-grpc
+# shellcheck source=hack/bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 # ---------------------------------------------------------------- prereqs ---
 
@@ -116,73 +117,9 @@ fi
 # -------------------------------------------------------- temp + cleanup ---
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/edge-bench-grpc.XXXXXX")
-STARTED_PIDS=()
-GHZ_PID=
-
-cleanup() {
-	local rc=$? pid child i alive
-	set +e
-	trap - EXIT INT TERM
-	local all=()
-	[[ -z ${GHZ_PID:-} ]] || all+=("$GHZ_PID")
-	for pid in "${STARTED_PIDS[@]}"; do
-		all+=("$pid")
-		# nginx workers: collect before the master goes away.
-		for child in $(pgrep -P "$pid" 2>/dev/null); do all+=("$child"); done
-	done
-	if ((${#all[@]} > 0)); then
-		kill -TERM "${all[@]}" 2>/dev/null
-		for ((i = 0; i < 50; i++)); do
-			alive=0
-			for pid in "${all[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-			((alive)) || break
-			sleep 0.1
-		done
-		for pid in "${all[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
-		for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-	fi
-	if [[ $KEEP_TMP == 1 ]]; then
-		log "kept temp dir $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup
 
 # ---------------------------------------------------------------- helpers ---
-
-# render TEMPLATE OUTPUT KEY=VALUE... : replace @@KEY@@ with VALUE.
-render() {
-	local tmpl=$1 out=$2 kv key val text
-	shift 2
-	text=$(<"$tmpl")
-	for kv in "$@"; do
-		key=${kv%%=*}
-		val=${kv#*=}
-		text=${text//"@@${key}@@"/$val}
-	done
-	if [[ $text == *@@[A-Z_]*@@* ]]; then
-		die "unsubstituted placeholder left in $tmpl"
-	fi
-	printf '%s\n' "$text" >"$out"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-show_log() {
-	local file=$1
-	if [[ -s $file ]]; then
-		printf '[bench-grpc] --- last lines of %s ---\n' "$file" >&2
-		tail -n 30 "$file" >&2
-		printf '[bench-grpc] ---\n' >&2
-	fi
-}
-
-# now_ms: wall clock in milliseconds (bash 5 $EPOCHREALTIME).
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 
 # wait_until NAME PID LOGFILE WHAT CMD...: run CMD until it succeeds, for up
 # to READY_TIMEOUT_MS, failing early if PID exits.
@@ -217,9 +154,9 @@ run_ghz() {
 	local out=$1 rc=0
 	shift
 	"$GHZ_BIN" "$@" >"$out" 2>&1 &
-	GHZ_PID=$!
-	wait "$GHZ_PID" || rc=$?
-	GHZ_PID=
+	LOADGEN_PID=$!
+	wait "$LOADGEN_PID" || rc=$?
+	LOADGEN_PID=
 	return "$rc"
 }
 

@@ -44,8 +44,9 @@ EDGE_AGENT=${EDGE_AGENT:-}
 BODY_BYTES=100
 READY_TIMEOUT_MS=10000
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+BENCH_TAG=bench
+# shellcheck source=hack/bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 
 # ---------------------------------------------------------------- prereqs ---
 
@@ -73,72 +74,9 @@ CLK_TCK=$(getconf CLK_TCK)
 # -------------------------------------------------------- temp + cleanup ---
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/edge-bench.XXXXXX")
-STARTED_PIDS=()
-
-cleanup() {
-	local rc=$? pid child i alive
-	set +e
-	trap - EXIT INT TERM
-	local all=()
-	[[ -z ${WRK_PID:-} ]] || all+=("$WRK_PID")
-	for pid in "${STARTED_PIDS[@]}"; do
-		all+=("$pid")
-		# nginx workers: collect before the master goes away.
-		for child in $(pgrep -P "$pid" 2>/dev/null); do all+=("$child"); done
-	done
-	if ((${#all[@]} > 0)); then
-		kill -TERM "${all[@]}" 2>/dev/null
-		for ((i = 0; i < 50; i++)); do
-			alive=0
-			for pid in "${all[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-			((alive)) || break
-			sleep 0.1
-		done
-		for pid in "${all[@]}"; do kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null; done
-		for pid in "${STARTED_PIDS[@]}"; do wait "$pid" 2>/dev/null; done
-	fi
-	if [[ $KEEP_TMP == 1 ]]; then
-		log "kept temp dir $TMP"
-	else
-		rm -rf "$TMP"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+install_cleanup
 
 # ---------------------------------------------------------------- helpers ---
-
-# render TEMPLATE OUTPUT KEY=VALUE... : replace @@KEY@@ with VALUE.
-render() {
-	local tmpl=$1 out=$2 kv key val text
-	shift 2
-	text=$(<"$tmpl")
-	for kv in "$@"; do
-		key=${kv%%=*}
-		val=${kv#*=}
-		text=${text//"@@${key}@@"/$val}
-	done
-	if [[ $text == *@@[A-Z_]*@@* ]]; then
-		die "unsubstituted placeholder left in $tmpl"
-	fi
-	printf '%s\n' "$text" >"$out"
-}
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-show_log() {
-	local file=$1
-	if [[ -s $file ]]; then
-		printf '[bench] --- last lines of %s ---\n' "$file" >&2
-		tail -n 30 "$file" >&2
-		printf '[bench] ---\n' >&2
-	fi
-}
-
-# now_ms: wall clock in milliseconds (bash 5 $EPOCHREALTIME).
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 
 # wait_ready NAME URL PID LOGFILE: poll URL until it answers 2xx, for up to
 # READY_TIMEOUT_MS, failing early if PID exits.
@@ -164,14 +102,14 @@ wait_ready() {
 # run_wrk OUTFILE ARGS...: run wrk in the background and wait for it, so that
 # INT/TERM are handled (and wrk killed by cleanup) without waiting for the
 # whole run to finish. Returns wrk's exit status.
-WRK_PID=
+LOADGEN_PID=
 run_wrk() {
 	local out=$1 rc=0
 	shift
 	"$WRK_BIN" "$@" >"$out" 2>&1 &
-	WRK_PID=$!
-	wait "$WRK_PID" || rc=$?
-	WRK_PID=
+	LOADGEN_PID=$!
+	wait "$LOADGEN_PID" || rc=$?
+	LOADGEN_PID=
 	return "$rc"
 }
 
