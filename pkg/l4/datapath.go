@@ -42,14 +42,8 @@ func Load(log *slog.Logger, pinDir string) (*Datapath, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+	if err := preparePinDir(pinDir, "links", "maglev"); err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(pinDir, "links"), 0o700); err != nil {
-		return nil, fmt.Errorf("pin directory: %w", err)
-	}
-	if err := os.MkdirAll(filepath.Join(pinDir, "maglev"), 0o700); err != nil {
-		return nil, fmt.Errorf("pin directory: %w", err)
 	}
 	spec, err := loadLb()
 	if err != nil {
@@ -65,6 +59,19 @@ func Load(log *slog.Logger, pinDir string) (*Datapath, error) {
 		return nil, fmt.Errorf("load BPF program: %w", err)
 	}
 	return d, nil
+}
+
+// preparePinDir makes sure pinDir sits on a BPF filesystem and has subdirs.
+func preparePinDir(pinDir string, subdirs ...string) error {
+	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+		return err
+	}
+	for _, d := range subdirs {
+		if err := os.MkdirAll(filepath.Join(pinDir, d), 0o700); err != nil {
+			return fmt.Errorf("pin directory: %w", err)
+		}
+	}
+	return nil
 }
 
 // ensureBPFFS mounts a BPF filesystem at /sys/fs/bpf when none is there

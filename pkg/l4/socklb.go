@@ -24,11 +24,8 @@ type SocketLB struct {
 
 // LoadSocketLB loads the programs, sharing the maps pinned in pinDir.
 func LoadSocketLB(pinDir string) (*SocketLB, error) {
-	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+	if err := preparePinDir(pinDir, "links"); err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(pinDir, "links"), 0o700); err != nil {
-		return nil, fmt.Errorf("pin directory: %w", err)
 	}
 	s := &SocketLB{pinDir: pinDir}
 	spec, err := loadSock()

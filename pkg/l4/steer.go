@@ -31,11 +31,8 @@ type SteerTarget struct {
 // LoadSteering loads the program, reusing the pinned SOCKMAP and steering
 // table in pinDir (a restarted agent finds the current socket there).
 func LoadSteering(pinDir string) (*Steering, error) {
-	if err := ensureBPFFS(filepath.Dir(pinDir)); err != nil {
+	if err := preparePinDir(pinDir, "links"); err != nil {
 		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(pinDir, "links"), 0o700); err != nil {
-		return nil, fmt.Errorf("pin directory: %w", err)
 	}
 	s := &Steering{pinDir: pinDir}
 	spec, err := loadSteer()

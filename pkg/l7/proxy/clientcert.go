@@ -17,8 +17,7 @@ import (
 type clientAuth struct {
 	pool     *x509.CertPool
 	optional bool
-	exact    map[string]bool
-	wildcard map[string]bool
+	required *hostTable[bool] // server names that require a certificate
 }
 
 func loadClientAuth(path string, ca *config.ClientAuth) (*clientAuth, error) {
@@ -33,31 +32,17 @@ func loadClientAuth(path string, ca *config.ClientAuth) (*clientAuth, error) {
 	if !pool.AppendCertsFromPEM(pem) {
 		return nil, config.Errors{{Path: path + ".caFile", Reason: "no PEM certificate in " + ca.CAFile}}
 	}
-	c := &clientAuth{pool: pool, optional: ca.Mode == "optional", exact: map[string]bool{}, wildcard: map[string]bool{}}
+	c := &clientAuth{pool: pool, optional: ca.Mode == "optional", required: newHostTable[bool]()}
 	for _, h := range ca.RequireForHosts {
-		h = strings.ToLower(h)
-		if rest, ok := strings.CutPrefix(h, "*."); ok {
-			c.wildcard[rest] = true
-		} else {
-			c.exact[h] = true
-		}
+		c.required.add(h, true)
 	}
 	return c, nil
 }
 
 // mode is the tls.ClientAuthType for a handshake naming sni.
 func (c *clientAuth) mode(sni string) tls.ClientAuthType {
-	if !c.optional {
+	if _, required := c.required.lookup(sni); required || !c.optional {
 		return tls.RequireAndVerifyClientCert
-	}
-	name := strings.ToLower(strings.TrimSuffix(sni, "."))
-	if c.exact[name] {
-		return tls.RequireAndVerifyClientCert
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] == '.' && c.wildcard[name[i+1:]] {
-			return tls.RequireAndVerifyClientCert
-		}
 	}
 	return tls.VerifyClientCertIfGiven
 }

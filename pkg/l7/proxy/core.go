@@ -89,8 +89,9 @@ var (
 func serve(ctx context.Context, st *State, ls *listenerState, req *message.Request, remoteIP []byte, fe frontend, s *scratch) reqInfo {
 	rid := requestID(req, st.server.requestIDHeader, s)
 	req.Headers = withClientCert(req.Headers, req.ClientCert)
-	s.web, s.webText = grpcWebMode(req)
-	s.grpc = s.web || isGRPC(req)
+	ct, _ := req.Headers.Get("content-type")
+	s.web, s.webText = grpcWebType(ct)
+	s.grpc = s.web || (req.ProtoMajor == 2 && grpcType(ct))
 	s.cors = s.cors[:0]
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid

@@ -24,11 +24,12 @@ var (
 // isGRPC: an HTTP/2 request whose content type is application/grpc or
 // application/grpc+proto etc. (not gRPC-Web, which is HTTP/1.1-friendly).
 func isGRPC(req *message.Request) bool {
-	if req.ProtoMajor != 2 {
-		return false
-	}
-	ct, ok := req.Headers.Get("content-type")
-	if !ok || !bytes.HasPrefix(ct, valGRPC) {
+	ct, _ := req.Headers.Get("content-type")
+	return req.ProtoMajor == 2 && grpcType(ct)
+}
+
+func grpcType(ct []byte) bool {
+	if !bytes.HasPrefix(ct, valGRPC) {
 		return false
 	}
 	rest := ct[len(valGRPC):]

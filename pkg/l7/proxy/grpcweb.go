@@ -22,10 +22,10 @@ var (
 	valGRPCWebText = []byte("application/grpc-web-text")
 )
 
-// grpcWebMode says whether req is gRPC-Web, and whether text-encoded.
-func grpcWebMode(req *message.Request) (web, text bool) {
-	ct, ok := req.Headers.Get("content-type")
-	if !ok || !bytes.HasPrefix(ct, valGRPCWeb) {
+// grpcWebType says whether a content type is gRPC-Web, and whether
+// text-encoded.
+func grpcWebType(ct []byte) (web, text bool) {
+	if !bytes.HasPrefix(ct, valGRPCWeb) {
 		return false, false
 	}
 	rest := ct[len(valGRPCWeb):]

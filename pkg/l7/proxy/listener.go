@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,17 +44,16 @@ type listenerMode struct {
 // never become the default: one team's certificate must not answer for
 // names it does not cover.
 type certStore struct {
-	exact    map[string]*tls.Certificate
-	wildcard map[string]*tls.Certificate
-	def      *tls.Certificate
-	min      uint16
-	client   *clientAuth // nil: no client certificates asked for
+	names  *hostTable[*tls.Certificate]
+	def    *tls.Certificate
+	min    uint16
+	client *clientAuth // nil: no client certificates asked for
 }
 
 // loadCerts reads every certificate a listener names; errors carry the
 // config field path.
 func loadCerts(path string, t *config.ListenerTLS) (*certStore, error) {
-	cs := &certStore{exact: map[string]*tls.Certificate{}, wildcard: map[string]*tls.Certificate{}, min: tls.VersionTLS12}
+	cs := &certStore{names: newHostTable[*tls.Certificate](), min: tls.VersionTLS12}
 	if t.MinVersion == "1.3" {
 		cs.min = tls.VersionTLS13
 	}
@@ -86,12 +84,7 @@ func loadCerts(path string, t *config.ListenerTLS) (*certStore, error) {
 			names = leaf.DNSNames
 		}
 		for _, n := range names {
-			n = strings.ToLower(n)
-			if rest, ok := strings.CutPrefix(n, "*."); ok {
-				cs.wildcard[rest] = &cert
-			} else {
-				cs.exact[n] = &cert
-			}
+			cs.names.add(n, &cert)
 		}
 		if cs.def == nil && len(c.CertPEM) == 0 {
 			cs.def = &cert
@@ -101,16 +94,8 @@ func loadCerts(path string, t *config.ListenerTLS) (*certStore, error) {
 }
 
 func (cs *certStore) get(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
-	if c := cs.exact[name]; c != nil {
+	if c, ok := cs.names.lookup(hello.ServerName); ok {
 		return c, nil
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] == '.' {
-			if c := cs.wildcard[name[i+1:]]; c != nil {
-				return c, nil
-			}
-		}
 	}
 	return cs.def, nil
 }
@@ -244,7 +229,7 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		if l.passthrough != nil {
 			sni, rc := sniffServerName(nc)
 			nc = rc
-			if target := l.passthrough.lookup(sni); target != nil {
+			if target, ok := l.passthrough.lookup(sni); ok {
 				_ = nc.SetDeadline(time.Time{})
 				t.fresh.Store(false)
 				s.servePassthrough(l, target, t, nc, st)

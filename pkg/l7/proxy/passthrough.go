@@ -1,58 +1,28 @@
 package proxy
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"net"
-	"strings"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
 )
 
 // passthroughTable maps TLS server names to the cluster that terminates
-// them: exact names, then the most specific wildcard.
-type passthroughTable struct {
-	exact    map[string]*config.TLSPassthrough
-	wildcard map[string]*config.TLSPassthrough
-}
+// them.
+type passthroughTable = hostTable[*config.TLSPassthrough]
 
 func newPassthroughTable(t *config.ListenerTLS) *passthroughTable {
 	if t == nil || len(t.Passthrough) == 0 {
 		return nil
 	}
-	pt := &passthroughTable{exact: map[string]*config.TLSPassthrough{}, wildcard: map[string]*config.TLSPassthrough{}}
+	pt := newHostTable[*config.TLSPassthrough]()
 	for i := range t.Passthrough {
-		p := &t.Passthrough[i]
-		for _, n := range p.ServerNames {
-			n = strings.ToLower(n)
-			if rest, ok := strings.CutPrefix(n, "*."); ok {
-				pt.wildcard[rest] = p
-			} else {
-				pt.exact[n] = p
-			}
+		for _, n := range t.Passthrough[i].ServerNames {
+			pt.add(n, &t.Passthrough[i])
 		}
 	}
 	return pt
-}
-
-func (pt *passthroughTable) lookup(sni string) *config.TLSPassthrough {
-	name := strings.ToLower(strings.TrimSuffix(sni, "."))
-	if name == "" {
-		return nil
-	}
-	if p := pt.exact[name]; p != nil {
-		return p
-	}
-	for i := 0; i < len(name); i++ {
-		if name[i] == '.' {
-			if p := pt.wildcard[name[i+1:]]; p != nil {
-				return p
-			}
-		}
-	}
-	return nil
 }
 
 var errSniffed = errors.New("server name read")
@@ -88,31 +58,5 @@ func (r *recordingConn) Write(p []byte) (int, error) { return 0, errSniffed }
 // servePassthrough relays a TLS connection, ClientHello included, to an
 // endpoint of the cluster its server name maps to.
 func (s *Server) servePassthrough(l *listenerMode, p *config.TLSPassthrough, t *tracked, nc net.Conn, st *State) {
-	m := s.metrics
-	cl := st.clusters[p.Cluster]
-	if cl == nil {
-		return // the cluster left with a reload; validation keeps them in step
-	}
-	ep := cl.Pick()
-	if ep == nil {
-		m.TCPClosed.WithLabelValues(l.name, "no_healthy_upstream").Inc()
-		return
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	abort := func() { cancel() }
-	t.abort.Store(&abort)
-	up, done, err := ep.DialStream(ctx)
-	cancel()
-	t.abort.Store(nil)
-	if err != nil {
-		m.TCPClosed.WithLabelValues(l.name, "upstream_connect_failure").Inc()
-		return
-	}
-	defer done()
-	defer up.Close()
-	tun := tunnel{idle: p.IdleTimeout.D(),
-		open:   m.TCPConnections.WithLabelValues(l.name),
-		total:  m.TCPConnectionsTotal.WithLabelValues(l.name),
-		closed: func(reason string) { m.TCPClosed.WithLabelValues(l.name, reason).Inc() }}
-	_, _ = tun.relay(nc, bufio.NewReader(nc), up, up)
+	s.relayToCluster(l.name, p.Cluster, p.IdleTimeout.D(), t, nc, st)
 }

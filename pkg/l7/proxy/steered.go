@@ -90,14 +90,13 @@ func (s *Server) acceptSteered(ss *steeredSocket) {
 // none, then returns; Shutdown drains what was accepted. Without steering
 // it returns at once.
 func (s *Server) HandOver(quiet time.Duration) {
-	ss := s.SteeredListener()
-	if ss == nil {
-		return
-	}
 	s.applyMu.Lock()
 	st := s.steered
 	s.applyMu.Unlock()
+	if st == nil {
+		return
+	}
 	st.quiet.Store(int64(quiet))
-	_ = ss.(*net.TCPListener).SetDeadline(time.Now().Add(quiet))
+	_ = st.ln.(*net.TCPListener).SetDeadline(time.Now().Add(quiet))
 	<-st.done
 }

@@ -3,25 +3,33 @@ package proxy
 import (
 	"bufio"
 	"context"
+	"net"
+	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
 )
 
-// serveTCP relays a tcp listener's connection to an endpoint of its
-// cluster, picked by the cluster's LB policy, until both sides are done
-// (half-closes pass through) or the idle timeout ends it.
+// serveTCP relays a tcp listener's connection to its cluster, within the
+// listener's connection limit.
 func (s *Server) serveTCP(ln *listener, l *listenerMode, t *tracked, st *State) {
-	m := s.metrics
-	refuse := func(reason string) { m.TCPClosed.WithLabelValues(l.name, reason).Inc() }
 	if max := l.tcp.MaxConnections; max > 0 && ln.tcpOpen.Load() >= int64(max) {
-		refuse("max_connections")
+		s.metrics.TCPClosed.WithLabelValues(l.name, "max_connections").Inc()
 		return
 	}
 	ln.tcpOpen.Add(1)
 	defer ln.tcpOpen.Add(-1)
-	cl := st.clusters[l.tcp.Cluster]
+	s.relayToCluster(l.name, l.tcp.Cluster, l.tcp.IdleTimeout.D(), t, t.nc, st)
+}
+
+// relayToCluster relays client to an endpoint of the named cluster, picked
+// by its LB policy, until both sides are done (half-closes pass through)
+// or idle ends it. TCP listeners and TLS passthrough use it; both are
+// counted under the listener's name.
+func (s *Server) relayToCluster(listener, cluster string, idle time.Duration, t *tracked, client net.Conn, st *State) {
+	m := s.metrics
+	refuse := func(reason string) { m.TCPClosed.WithLabelValues(listener, reason).Inc() }
 	var ep *upstream.Endpoint
-	if cl != nil {
+	if cl := st.clusters[cluster]; cl != nil {
 		ep = cl.Pick()
 	}
 	if ep == nil {
@@ -34,17 +42,17 @@ func (s *Server) serveTCP(ln *listener, l *listenerMode, t *tracked, st *State) 
 	t.abort.Store(&abort)
 	up, done, err := ep.DialStream(ctx)
 	cancel()
+	t.abort.Store(nil)
 	if err != nil {
-		s.log.Debug("tcp upstream connect failed", "listener", l.name, "upstream", ep.Address, "err", err)
+		s.log.Debug("upstream connect failed", "listener", listener, "upstream", ep.Address, "err", err)
 		refuse("upstream_connect_failure")
 		return
 	}
 	defer done()
 	defer up.Close()
-	t.abort.Store(nil)
-	tun := tunnel{idle: l.tcp.IdleTimeout.D(),
-		open:   m.TCPConnections.WithLabelValues(l.name),
-		total:  m.TCPConnectionsTotal.WithLabelValues(l.name),
-		closed: func(reason string) { m.TCPClosed.WithLabelValues(l.name, reason).Inc() }}
-	_, _ = tun.relay(t.nc, bufio.NewReader(t.nc), up, up)
+	tun := tunnel{idle: idle,
+		open:   m.TCPConnections.WithLabelValues(listener),
+		total:  m.TCPConnectionsTotal.WithLabelValues(listener),
+		closed: refuse}
+	_, _ = tun.relay(client, bufio.NewReader(client), up, up)
 }
