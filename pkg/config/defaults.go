@@ -67,6 +67,7 @@ func applyDefaults(c *Config) {
 		r := &c.Routes[i]
 		setDur(&r.Timeout, DefaultRouteTimeout)
 		setDur(&r.WebSocket.IdleTimeout, DefaultWebSocketIdleTimeout)
+		applyRoutePolicyDefaults(r)
 		if c := r.CORS; c != nil {
 			if len(c.AllowMethods) == 0 {
 				c.AllowMethods = []string{"GET", "HEAD", "POST"}
@@ -110,6 +111,7 @@ func applyDefaults(c *Config) {
 		}
 		setDur(&cl.ConnectTimeout, DefaultConnectTimeout)
 		setDur(&cl.IdleConnTimeout, DefaultIdleConnTimeout)
+		applyClusterPolicyDefaults(cl)
 		if cl.MaxIdleConnsPerEndpoint == 0 {
 			cl.MaxIdleConnsPerEndpoint = DefaultMaxIdleConnsPerEndpoint
 		}

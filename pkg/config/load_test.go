@@ -923,7 +923,7 @@ func TestParseValidationErrors(t *testing.T) {
 `),
 			want: []FieldError{
 				{"clusters[0].protocol", `must be one of http1, h2c; got "http2"`},
-				{"clusters[0].lbPolicy", `must be one of round_robin, least_request, random; got "ring_hash"`},
+				{"clusters[0].lbPolicy", `must be one of round_robin, least_request, random, maglev; got "ring_hash"`},
 			},
 		},
 		{

@@ -192,8 +192,22 @@ type Route struct {
 	RequestHeaders  *HeaderMutations `yaml:"requestHeaders,omitempty" json:"requestHeaders,omitempty"`
 	ResponseHeaders *HeaderMutations `yaml:"responseHeaders,omitempty" json:"responseHeaders,omitempty"`
 	Backends        []Backend        `yaml:"backends" json:"backends,omitempty"`
-	// Timeout bounds the whole upstream exchange up to the response headers.
+	// Timeout bounds the whole upstream exchange, retries included: from
+	// the request (its body once sent) to the end of the response body.
 	Timeout Duration `yaml:"timeout" json:"timeout"`
+	// Streaming ends Timeout at the response head, so long downloads, server
+	// streams and event streams are not cut; IdleTimeout still applies.
+	Streaming bool `yaml:"streaming" json:"streaming"`
+	// IdleTimeout cuts a response whose body stalls this long (default 5m).
+	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
+	// Retry retries failed attempts on other endpoints.
+	Retry *RetryPolicy `yaml:"retry,omitempty" json:"retry,omitempty"`
+	// RateLimit is a local token bucket per key.
+	RateLimit *RateLimit `yaml:"rateLimit,omitempty" json:"rateLimit,omitempty"`
+	// Mirror copies requests to a shadow cluster.
+	Mirror *Mirror `yaml:"mirror,omitempty" json:"mirror,omitempty"`
+	// Fault injects delays and aborts.
+	Fault *Fault `yaml:"fault,omitempty" json:"fault,omitempty"`
 	// WebSocket bounds WebSocket (Upgrade) tunnels on this route; the
 	// request timeout never applies to an established tunnel.
 	WebSocket WebSocket `yaml:"websocket" json:"websocket"`
@@ -330,6 +344,10 @@ const (
 	LBRoundRobin   LBPolicy = "round_robin"
 	LBLeastRequest LBPolicy = "least_request"
 	LBRandom       LBPolicy = "random"
+	// LBMaglev hashes Cluster.Hash onto a Maglev table: the same key goes to
+	// the same endpoint (sticky sessions), and a change of endpoints moves
+	// few keys.
+	LBMaglev LBPolicy = "maglev"
 )
 
 // Cluster is a named set of upstream endpoints.
@@ -347,6 +365,18 @@ type Cluster struct {
 	Endpoints       []Endpoint `yaml:"endpoints" json:"endpoints"`
 	// TLS, when set, wraps HTTP/1.1 upstream connections in TLS.
 	TLS *UpstreamTLS `yaml:"tls,omitempty" json:"tls,omitempty"`
+	// CircuitBreaker bounds connections, pending requests, requests and
+	// retries in flight.
+	CircuitBreaker *CircuitBreaker `yaml:"circuitBreaker,omitempty" json:"circuitBreaker,omitempty"`
+	// OutlierDetection ejects endpoints that fail live traffic.
+	OutlierDetection *OutlierDetection `yaml:"outlierDetection,omitempty" json:"outlierDetection,omitempty"`
+	// HealthCheck probes endpoints actively.
+	HealthCheck *HealthCheck `yaml:"healthCheck,omitempty" json:"healthCheck,omitempty"`
+	// Hash is what lbPolicy maglev hashes.
+	Hash *HashPolicy `yaml:"hash,omitempty" json:"hash,omitempty"`
+	// SlowStart ramps a new (or newly healthy) endpoint's share of traffic
+	// up over this window (default 0: off).
+	SlowStart Duration `yaml:"slowStart" json:"slowStart"`
 }
 
 // UpstreamTLS verifies the endpoints' certificates: against CAFile (or

@@ -356,10 +356,11 @@ func validateClusters(e *errs, cs []Cluster) map[string]bool {
 			e.add(p+".protocol", "must be one of http1, h2c; got %q", c.Protocol)
 		}
 		switch c.LBPolicy {
-		case LBRoundRobin, LBLeastRequest, LBRandom:
+		case LBRoundRobin, LBLeastRequest, LBRandom, LBMaglev:
 		default:
-			e.add(p+".lbPolicy", "must be one of round_robin, least_request, random; got %q", c.LBPolicy)
+			e.add(p+".lbPolicy", "must be one of round_robin, least_request, random, maglev; got %q", c.LBPolicy)
 		}
+		validateClusterPolicies(e, p, &cs[i])
 		if c.MaxIdleConnsPerEndpoint < 0 || c.MaxIdleConnsPerEndpoint > 65536 {
 			e.add(p+".maxIdleConnsPerEndpoint", "must be between 0 and 65536, got %d", c.MaxIdleConnsPerEndpoint)
 		}
@@ -489,6 +490,7 @@ func validateRoutes(e *errs, rs []Route, listeners, clusters map[string]bool) {
 		if r.Timeout.D() <= 0 {
 			e.add(p+".timeout", "must be positive")
 		}
+		validateRoutePolicies(e, p, r, clusters)
 	}
 }
 
