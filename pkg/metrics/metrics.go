@@ -45,6 +45,16 @@ type Metrics struct {
 	TCPConnections      *prometheus.GaugeVec
 	TCPConnectionsTotal *prometheus.CounterVec
 	TCPClosed           *prometheus.CounterVec
+	// Traffic policy.
+	Retries          *prometheus.CounterVec
+	BreakerOverflows *prometheus.CounterVec
+	OutlierEjections *prometheus.CounterVec
+	EndpointsEjected *prometheus.GaugeVec
+	EndpointHealthy  *prometheus.GaugeVec
+	RateLimited      *prometheus.CounterVec
+	RateLimitKeys    *prometheus.GaugeVec
+	MirroredRequests *prometheus.CounterVec
+	FaultsInjected   *prometheus.CounterVec
 }
 
 // New creates and registers all collectors.
@@ -128,6 +138,42 @@ func New() *Metrics {
 			Name: "edge_agent_tcp_closed_by_proxy_total",
 			Help: "Connections a tcp listener closed or refused, by listener and reason (idle_timeout, max_connections, no_healthy_upstream, upstream_connect_failure).",
 		}, []string{"listener", "reason"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_retries_total",
+			Help: "Retries, by route and result (attempted; skipped_budget, skipped_breaker: a retry the budget or max_retries breaker refused).",
+		}, []string{"route", "result"}),
+		BreakerOverflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_circuit_breaker_overflows_total",
+			Help: "Requests answered 503 at once because a circuit breaker was full, by cluster and breaker.",
+		}, []string{"cluster", "breaker"}),
+		OutlierEjections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_outlier_ejections_total",
+			Help: "Endpoints ejected by outlier detection, by cluster and reason (consecutive_5xx, consecutive_gateway_errors, consecutive_connect_failures).",
+		}, []string{"cluster", "reason"}),
+		EndpointsEjected: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_outlier_ejected_endpoints",
+			Help: "Endpoints currently ejected by outlier detection, by cluster.",
+		}, []string{"cluster"}),
+		EndpointHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_endpoint_healthy",
+			Help: "Active health check state of an endpoint (1 healthy, 0 unhealthy), by cluster and endpoint.",
+		}, []string{"cluster", "endpoint"}),
+		RateLimited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_rate_limited_total",
+			Help: "Requests answered 429 by a route's rate limit, by route.",
+		}, []string{"route"}),
+		RateLimitKeys: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "edge_agent_rate_limit_keys",
+			Help: "Keys a route's rate limiter tracks, by route.",
+		}, []string{"route"}),
+		MirroredRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_mirrored_requests_total",
+			Help: "Requests copied to a mirror cluster, by route and result (sent, failed, dropped_busy, skipped_body).",
+		}, []string{"route", "result"}),
+		FaultsInjected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edge_agent_faults_injected_total",
+			Help: "Faults injected, by route and kind (delay, abort).",
+		}, []string{"route", "kind"}),
 		ConfigLastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "edge_agent_config_last_reload_success_timestamp_seconds",
 			Help: "Unix time of the last successful config load.",
@@ -137,6 +183,8 @@ func New() *Metrics {
 		m.UpstreamActive, m.UpstreamConnects, m.UpstreamRequests, m.ConfigGeneration, m.ConfigReloads,
 		m.ConfigReloadErrors, m.ConfigLastSuccess, m.ConfigErrors, m.KubernetesServices, m.SteeredUnknown,
 		m.WebSockets, m.WebSocketsTotal, m.WebSocketsClosed, m.TCPConnections, m.TCPConnectionsTotal, m.TCPClosed,
+		m.Retries, m.BreakerOverflows, m.OutlierEjections, m.EndpointsEjected, m.EndpointHealthy, m.RateLimited,
+		m.RateLimitKeys, m.MirroredRequests, m.FaultsInjected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
 	"github.com/edge-agent/edge-agent/pkg/l7/wire"
@@ -58,6 +59,15 @@ type scratch struct {
 	grpc, web, webText bool
 	// cors holds the CORS response headers for this request's origin.
 	cors message.Headers
+	// extra are more response headers the proxy adds (rate limits,
+	// attempts, the breaker that overflowed); num is their number text.
+	extra message.Headers
+	num   []byte
+	// Retries: the endpoints tried, and the body kept to send again.
+	tried  []*upstream.Endpoint
+	rec    bodyRecorder
+	replay replayBody
+	bodyRd bytes.Reader
 }
 
 // reqInfo describes one handled request for metrics and the access log.
@@ -70,6 +80,7 @@ type reqInfo struct {
 	bytes    int64
 	stats    *metrics.RouteStats
 	rid      []byte
+	attempts int
 }
 
 var (
@@ -92,7 +103,7 @@ func serve(ctx context.Context, st *State, ls *listenerState, req *message.Reque
 	ct, _ := req.Headers.Get("content-type")
 	s.web, s.webText = grpcWebType(ct)
 	s.grpc = s.web || (req.ProtoMajor == 2 && grpcType(ct))
-	s.cors = s.cors[:0]
+	s.cors, s.extra = s.cors[:0], s.extra[:0]
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid
 	return info
@@ -122,11 +133,31 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	}
 	b := pickBackend(route)
 	info := reqInfo{route: route.Name, cluster: b.cluster.Name, stats: b.stats}
-	ep := b.cluster.Pick()
-	if ep == nil {
-		return withRoute(localReply(fe, s, b.stats, 503, "no_healthy_upstream", rid, st), info)
+	if route.rateLimit != nil && !route.rateLimit.check(req, remoteIP, s) {
+		return withRoute(localReply(fe, s, b.stats, 429, "rate_limited", rid, st), info)
 	}
-	info.endpoint = ep.Address
+	if route.fault != nil {
+		if code := route.fault.inject(ctx); code != 0 {
+			return withRoute(localReply(fe, s, b.stats, code, "fault_injected", rid, st), info)
+		}
+	}
+	return proxyRequest(ctx, st, ls, route, b, req, remoteIP, rid, fe, s, info)
+}
+
+// proxyRequest sends req to b's cluster, retrying as the route says, and
+// streams the response back.
+func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Route, b *backend, req *message.Request, remoteIP, rid []byte, fe frontend, s *scratch, info reqInfo) reqInfo {
+	cl := b.cluster
+	if !cl.StartRequest() {
+		s.extra = append(s.extra, message.Header{Name: hdrOverflow, Value: []byte(upstream.BreakerMaxRequests)})
+		return withRoute(localReply(fe, s, b.stats, 503, "upstream_overflow", rid, st), info)
+	}
+	defer cl.EndRequest()
+	var hash uint64
+	var hasHash bool
+	if hp := cl.HashPolicy(); hp != nil {
+		hash, hasHash = hashKey(hp, req, remoteIP)
+	}
 
 	out := &s.out
 	*out = upstream.OutRequest{
@@ -138,6 +169,7 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 		Body:          req.Body,
 		Upgrade:       req.Upgrade,
 		Timeout:       route.timeout,
+		IdleTimeout:   route.idleTimeout,
 		Ctx:           ctx,
 		AbortBody:     fe.abortFunc(),
 		TETrailers:    teTrailers(req.Headers),
@@ -155,12 +187,89 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 		out.BodyBuffered = true
 	}
 	fe.continueBody()
+	now := time.Now()
+	deadline := now.Add(out.Timeout)
+	if !route.streaming && req.Upgrade == nil {
+		out.Deadline = deadline
+	}
+	rp := route.retry
+	if mp := route.mirror; mp != nil && req.Upgrade == nil && chance(mp.percent) {
+		mirror(mp, out, rp, s)
+	}
+	replayable := false
+	if rp != nil && req.Upgrade == nil {
+		rp.budget.request(now)
+		replayable = prepareReplay(out, rp.bufferLimit, s)
+	}
 	x := &s.x
-	if err := b.cluster.RoundTrip(ep, out, x); err != nil {
+	s.tried = s.tried[:0]
+	attempts := 1
+	var err error
+	for {
+		ep := cl.Choose(hash, hasHash, s.tried)
+		if ep == nil {
+			return withRoute(localReply(fe, s, b.stats, 503, "no_healthy_upstream", rid, st), info)
+		}
+		info.endpoint = ep.Address
+		if rp != nil {
+			out.Timeout = time.Until(deadline)
+			if rp.perTry > 0 && rp.perTry < out.Timeout {
+				out.Timeout = rp.perTry
+			}
+		}
+		err = cl.RoundTrip(ep, out, x)
+		var kind upstream.Kind
+		var status int
+		if err != nil {
+			if ue, _ := upstream.AsError(err); ue != nil {
+				kind = ue.Kind
+			} else {
+				kind = upstream.Reset
+			}
+		} else {
+			status = x.Response.Status
+		}
+		cl.Report(ep, upstream.Outcome{Status: status, Failure: kind})
+		if attempts > 1 {
+			cl.EndRetry()
+		}
+		if rp == nil || attempts > rp.attempts || !replayable || !rp.retriable(req.Method, kind, &x.Response, s.grpc) ||
+			!retryNow(rp, cl, deadline, s) {
+			break
+		}
+		// Let this attempt go. A body writer still reading from the
+		// client means its body cannot be replayed: stop retrying.
+		if !x.Finish(false) {
+			fe.abandonBody()
+			x.WaitBody()
+			cl.EndRetry()
+			return withRoute(localReply(fe, s, b.stats, 502, "upstream_reset", rid, st), info)
+		}
+		if !sleepBackoff(ctx, rp.backoff(attempts), deadline) {
+			cl.EndRetry()
+			err = &upstream.Error{Kind: upstream.Timeout}
+			if ctx.Err() != nil {
+				err = &upstream.Error{Kind: upstream.Canceled}
+			}
+			x.Response = message.Response{}
+			break
+		}
+		replayable = rewindBody(out, s)
+		s.tried = append(s.tried, ep)
+		attempts++
+	}
+	info.attempts = attempts
+	if rp != nil {
+		s.extra = appendIntHeader(s, hdrAttempts, int64(attempts))
+	}
+	if err != nil {
 		ue, _ := upstream.AsError(err)
 		kind := upstream.Reset
 		if ue != nil {
 			kind = ue.Kind
+			if ue.Kind == upstream.Overflow {
+				s.extra = append(s.extra, message.Header{Name: hdrOverflow, Value: []byte(ue.Breaker)})
+			}
 		}
 		if !x.Finish(false) {
 			// An h2c transport may still be reading the request body.
@@ -168,11 +277,11 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 			x.WaitBody()
 		}
 		res := localReply(fe, s, b.stats, kind.Status(), kind.Reason(), rid, st)
-		res.reason = kind.Reason()
+		res.reason, res.attempts = kind.Reason(), attempts
 		return withRoute(res, info)
 	}
 	resp := &x.Response
-	resp.Headers = append(responseHeaders(route, resp.Headers, st, rid, s), s.cors...)
+	resp.Headers = append(append(responseHeaders(route, resp.Headers, st, rid, s), s.cors...), s.extra...)
 	if s.web && resp.Status == 200 {
 		grpcWebResponse(resp, s.webText)
 	}
@@ -193,6 +302,121 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 	}
 	return info
 }
+
+// prepareReplay arranges for out's body to be sent again by a retry: a
+// body already in memory is read from there, others are recorded as they
+// stream (up to limit). It reports whether a retry can send the body.
+func prepareReplay(out *upstream.OutRequest, limit int, s *scratch) bool {
+	switch out.Body.(type) {
+	case nil, *bytes.Reader: // none, or in memory already (mirrored)
+		return true
+	}
+	switch {
+	case out.ContentLength == 0:
+		return true
+	case out.ContentLength > int64(limit):
+		return false
+	}
+	s.rec = bodyRecorder{r: out.Body, buf: s.rec.buf[:0], limit: limit}
+	out.Body = &s.rec
+	return true
+}
+
+// rewindBody points out's body back at its start for the next attempt.
+func rewindBody(out *upstream.OutRequest, s *scratch) bool {
+	switch out.Body.(type) {
+	case nil:
+		return true
+	case *bytes.Reader:
+		s.bodyRd.Seek(0, io.SeekStart)
+		return true
+	}
+	if s.rec.overflow {
+		return false
+	}
+	s.replay = replayBody{rec: &s.rec}
+	out.Body = &s.replay
+	out.BodyBuffered = false
+	return true
+}
+
+// retryNow asks the retry budget and the max_retries breaker for a retry
+// while there is time left for one.
+func retryNow(rp *retryPolicy, cl *upstream.Cluster, deadline time.Time, s *scratch) bool {
+	now := time.Now()
+	if !now.Before(deadline) {
+		return false
+	}
+	if !rp.budget.allow(now) {
+		rp.noBudget.Inc()
+		return false
+	}
+	if !cl.StartRetry() {
+		rp.noBreaker.Inc()
+		return false
+	}
+	rp.attempted.Inc()
+	return true
+}
+
+// sleepBackoff waits d unless the client leaves or the deadline comes
+// first (then it reports false).
+func sleepBackoff(ctx context.Context, d time.Duration, deadline time.Time) bool {
+	if time.Now().Add(d).After(deadline) {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// mirror sends a copy of out to the route's mirror cluster. The body must
+// be complete in memory: a body of known length within the retry buffer
+// limit (64KiB without a retry policy) is read first; others are not
+// mirrored.
+func mirror(mp *mirrorPolicy, out *upstream.OutRequest, rp *retryPolicy, s *scratch) {
+	if out.ContentLength == 0 || out.Body == nil {
+		mp.send(out, nil)
+		return
+	}
+	limit := config.DefaultRetryBufferLimit
+	if rp != nil {
+		limit = rp.bufferLimit
+	}
+	if out.ContentLength < 0 || out.ContentLength > int64(limit) {
+		mp.noBody.Inc()
+		return
+	}
+	buf := s.rec.buf[:0]
+	if cap(buf) < int(out.ContentLength) {
+		buf = make([]byte, out.ContentLength)
+	}
+	buf = buf[:out.ContentLength]
+	src := out.Body
+	if _, err := io.ReadFull(src, buf); err != nil {
+		// The client's body is short or broken: the primary request
+		// fails the same way (the reader reports it again).
+		s.rec = bodyRecorder{buf: buf[:0]}
+		out.Body = &failedBody{err: err}
+		mp.noBody.Inc()
+		return
+	}
+	// The body is in memory now, for the primary, its retries and the mirror.
+	s.rec = bodyRecorder{buf: buf, limit: len(buf), eof: true}
+	s.bodyRd.Reset(buf)
+	out.Body, out.BodyBuffered = &s.bodyRd, true
+	mp.send(out, buf)
+}
+
+// failedBody repeats a body read error.
+type failedBody struct{ err error }
+
+func (f *failedBody) Read([]byte) (int, error) { return 0, f.err }
 
 func withRoute(res, info reqInfo) reqInfo {
 	res.route, res.cluster, res.endpoint, res.stats = info.route, info.cluster, info.endpoint, info.stats
@@ -364,7 +588,7 @@ func localReply(fe frontend, s *scratch, stats *metrics.RouteStats, status int, 
 	if len(rid) > 0 {
 		hs = append(hs, message.Header{Name: st.server.requestIDHeader, Value: rid})
 	}
-	hs = append(hs, s.cors...)
+	hs = append(append(hs, s.cors...), s.extra...)
 	s.resp = hs
 	resp := message.Response{
 		Status:        status,
@@ -471,6 +695,9 @@ func logRequest(log *slog.Logger, ls *listenerState, req *message.Request, remot
 	}
 	if info.reason != "" {
 		attrs = append(attrs, slog.String("reason", info.reason))
+	}
+	if info.attempts > 1 {
+		attrs = append(attrs, slog.Int("attempts", info.attempts))
 	}
 	log.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
 }

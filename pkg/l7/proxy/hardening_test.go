@@ -345,7 +345,8 @@ func TestStalledUploadTimesOut(t *testing.T) {
 }
 
 // An upstream that starts streaming its response before the upload ends:
-// finishing the upload must not re-arm the route timeout on the stream.
+// finishing the upload must not re-arm the route timeout on a streaming
+// route's response.
 func TestStreamNotCutWhenUploadEnds(t *testing.T) {
 	up := rawUpstream(t, func(c net.Conn) {
 		br := bufio.NewReader(c)
@@ -361,7 +362,7 @@ func TestStreamNotCutWhenUploadEnds(t *testing.T) {
 		}
 		fmt.Fprint(c, "0\r\n\r\n")
 	})
-	e := proxyWithTimeout(t, up, "300ms")
+	e := proxyWithTimeout(t, up, "300ms, streaming: true")
 	conn := dial(t, e.addr)
 	fmt.Fprint(conn, "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n"+strings.Repeat("x", 100000))
 	br := bufio.NewReader(conn)

@@ -143,7 +143,7 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		opened = append(opened, l)
 	}
 	clusters := s.clusters.Update(cfg.Clusters)
-	st, err := Compile(snap, clusters, s.metrics)
+	st, err := Compile(snap, clusters, s.metrics, s.state.Load())
 	if err != nil {
 		closeOpened()
 		return err

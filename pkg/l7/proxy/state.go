@@ -24,6 +24,9 @@ type State struct {
 	noRoute   *metrics.RouteStats
 	metrics   *metrics.Metrics
 	clusters  map[string]*upstream.Cluster
+	// runtimes carry route policy state (rate-limit buckets, retry
+	// budgets) to the next State while its config is unchanged.
+	runtimes map[string]*routeRuntime
 }
 
 type serverSettings struct {
@@ -54,6 +57,13 @@ type Route struct {
 	// WebSocket tunnel limits (maxLifetime 0: none).
 	wsIdle, wsLifetime time.Duration
 	cors               *corsPolicy
+	// Traffic policy.
+	streaming   bool
+	idleTimeout time.Duration
+	retry       *retryPolicy
+	rateLimit   *rateLimitPolicy
+	mirror      *mirrorPolicy
+	fault       *faultPolicy
 }
 
 type backend struct {
@@ -96,8 +106,9 @@ func (o *headerOps) drops(name []byte) bool {
 	return false
 }
 
-// Compile builds the State for snap, with clusters from the manager.
-func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *metrics.Metrics) (*State, error) {
+// Compile builds the State for snap, with clusters from the manager;
+// prev (nil at first) hands over route policy state.
+func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *metrics.Metrics, prev *State) (*State, error) {
 	c := snap.Config
 	st := &State{
 		Snapshot:  snap,
@@ -112,6 +123,7 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		noRoute:  m.RouteStats("", ""),
 		metrics:  m,
 		clusters: clusters,
+		runtimes: map[string]*routeRuntime{},
 	}
 	routes := make([]*Route, len(c.Routes))
 	for i := range c.Routes {
@@ -119,7 +131,22 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		r := &Route{Name: rc.Name, redirect: rc.Redirect, rewrite: rc.Rewrite,
 			reqOps: compileOps(rc.RequestHeaders), respOps: compileOps(rc.ResponseHeaders),
 			timeout: rc.Timeout.D(), wsIdle: rc.WebSocket.IdleTimeout.D(), wsLifetime: rc.WebSocket.MaxLifetime.D(),
-			cors: compileCORS(rc.CORS)}
+			cors: compileCORS(rc.CORS), streaming: rc.Streaming, idleTimeout: rc.IdleTimeout.D()}
+		var prevRT *routeRuntime
+		if prev != nil {
+			prevRT = prev.runtimes[rc.Name]
+		}
+		rt := runtimeFor(rc, prevRT)
+		st.runtimes[rc.Name] = rt
+		r.retry = compileRetry(rc, rt, m)
+		r.rateLimit = compileRateLimit(rc, rt, m)
+		r.fault = compileFault(rc, m)
+		if rc.Mirror != nil {
+			if clusters[rc.Mirror.Cluster] == nil {
+				return nil, fmt.Errorf("route %q: mirror cluster %q not built", rc.Name, rc.Mirror.Cluster)
+			}
+			r.mirror = compileMirror(rc, rt, clusters, m)
+		}
 		pm := rc.Match.Path
 		if rc.Match.GRPC != nil {
 			pm = rc.Match.GRPC.PathMatch()

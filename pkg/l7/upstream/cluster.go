@@ -29,6 +29,16 @@ type Cluster struct {
 	eps    []*Endpoint
 	picker picker
 	h2     *http.Transport
+	log    *slog.Logger
+
+	// Traffic policy: breakers count in state (kept across rebuilds).
+	state       *clusterState
+	limits      limits
+	pstats      policyStats
+	outlier     *outlierPolicy
+	healthCheck *config.HealthCheck
+	slowStart   time.Duration
+	ring        *ring
 }
 
 // settings are shared by a cluster's endpoints and kept across reloads when
@@ -38,6 +48,8 @@ type settings struct {
 	idleTimeout    time.Duration
 	maxIdle        int
 	stats          clusterStats
+	// state is the cluster's breaker state, shared by its rebuilds.
+	state *clusterState
 	// tls wraps connections when the cluster says so; set after settings
 	// are compared, since it is rebuilt from config each time.
 	tls *tls.Config
@@ -57,10 +69,18 @@ type Endpoint struct {
 	cluster *settings
 	active  atomic.Int64
 	pool    pool
-}
 
-// Pick chooses an endpoint, or nil when the cluster has none.
-func (c *Cluster) Pick() *Endpoint { return c.picker.pick() }
+	// Outlier detection: failure streaks, and the ejection (unix ns; 0:
+	// none) with how many times it happened and when it last ended.
+	consec5xx, consecGateway, consecLocal atomic.Int32
+	ejectedUntil, returnedAt              atomic.Int64
+	ejections                             atomic.Int64
+	// unhealthy is set by failing active health checks.
+	unhealthy atomic.Bool
+	// warmFrom starts the endpoint's slow-start window (unix ns; 0: warm).
+	warmFrom atomic.Int64
+	checker  *endpointChecker
+}
 
 // Endpoints lists the cluster's endpoints.
 func (c *Cluster) Endpoints() []*Endpoint { return c.eps }
@@ -71,6 +91,7 @@ type Manager struct {
 	metrics *metrics.Metrics
 	mu      sync.Mutex
 	current map[string]*Cluster
+	states  map[string]*clusterState
 	stop    chan struct{}
 	done    chan struct{}
 	closed  sync.Once
@@ -78,7 +99,7 @@ type Manager struct {
 
 // NewManager starts the idle-connection sweeper; Close stops it.
 func NewManager(log *slog.Logger, m *metrics.Metrics) *Manager {
-	mgr := &Manager{log: log, metrics: m, current: map[string]*Cluster{},
+	mgr := &Manager{log: log, metrics: m, current: map[string]*Cluster{}, states: map[string]*clusterState{},
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go mgr.sweepLoop()
 	return mgr
@@ -106,10 +127,19 @@ func (m *Manager) Update(cfgs []config.Cluster) map[string]*Cluster {
 		}
 		next[cfg.Name] = c
 	}
+	for name := range m.states {
+		if next[name] == nil {
+			delete(m.states, name)
+		}
+	}
+	for _, c := range next {
+		m.reconcileHealth(c)
+	}
 	for name, old := range m.current {
 		for _, e := range old.eps {
 			if !keepEps[e] {
 				e.closeIdle()
+				e.stopChecker()
 			}
 		}
 		if n := next[name]; (n == nil || n.h2 != old.h2) && old.h2 != nil {
@@ -132,7 +162,15 @@ func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
 			inflight:      m.metrics.UpstreamRequests.WithLabelValues(cfg.Name),
 		},
 	}
-	c := &Cluster{Name: cfg.Name, Protocol: cfg.Protocol, cfg: cfg}
+	st := m.states[cfg.Name]
+	if st == nil {
+		st = &clusterState{}
+		m.states[cfg.Name] = st
+	}
+	c := &Cluster{Name: cfg.Name, Protocol: cfg.Protocol, cfg: cfg, log: m.log, state: st,
+		limits: limitsFrom(cfg.CircuitBreaker), outlier: newOutlierPolicy(cfg.OutlierDetection),
+		healthCheck: cfg.HealthCheck, slowStart: cfg.SlowStart.D(), pstats: m.policyStats(cfg.Name)}
+	s.state = st
 	reuse := map[string]*Endpoint{}
 	if cfg.TLS != nil {
 		// An unusable CA fails closed: no handshake verifies. Apply checks
@@ -147,14 +185,24 @@ func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
 		c.h2 = old.h2
 	}
 	c.settings = s
+	now := time.Now().UnixNano()
 	for _, ec := range cfg.Endpoints {
 		if e := reuse[ec.Address]; e != nil && e.Weight == ec.Weight {
 			c.eps = append(c.eps, e)
 			continue
 		}
-		c.eps = append(c.eps, &Endpoint{Address: ec.Address, Weight: ec.Weight, cluster: s})
+		e := &Endpoint{Address: ec.Address, Weight: ec.Weight, cluster: s}
+		if old != nil && c.slowStart > 0 {
+			// Added to a serving cluster: ramp up. Endpoints present at
+			// start take their full share at once (no traffic to protect).
+			e.warmFrom.Store(now)
+		}
+		c.eps = append(c.eps, e)
 	}
 	c.picker = newPicker(cfg.LBPolicy, c.eps)
+	if cfg.LBPolicy == config.LBMaglev {
+		c.ring = newRing(c.eps)
+	}
 	if cfg.Protocol == config.UpstreamH2C && c.h2 == nil {
 		c.h2 = newH2CTransport(s)
 	}
@@ -227,6 +275,7 @@ func (m *Manager) Close() {
 	for _, c := range m.current {
 		for _, e := range c.eps {
 			e.closeIdle()
+			e.stopChecker()
 		}
 		if c.h2 != nil {
 			c.h2.CloseIdleConnections()

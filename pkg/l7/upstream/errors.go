@@ -19,12 +19,16 @@ const (
 	BadRequestBody
 	// Canceled: the client went away before the response head arrived.
 	Canceled
+	// Overflow: a circuit breaker of the cluster is full (Error.Breaker).
+	Overflow
 )
 
 // Error is an upstream failure before response headers were forwarded.
 type Error struct {
 	Kind Kind
 	Err  error
+	// Breaker names the full breaker of an Overflow.
+	Breaker string
 }
 
 func (e *Error) Error() string {
@@ -37,7 +41,7 @@ func (e *Error) Unwrap() error { return e.Err }
 // (Envoy's conventions: connect failure and no endpoints are 503).
 func (k Kind) Status() int {
 	switch k {
-	case ConnectFailure, NoEndpoints:
+	case ConnectFailure, NoEndpoints, Overflow:
 		return 503
 	case BadRequestBody:
 		return 400
@@ -67,6 +71,8 @@ func (k Kind) Reason() string {
 		return "bad_request_body"
 	case Canceled:
 		return "downstream_canceled"
+	case Overflow:
+		return "upstream_overflow"
 	}
 	return "upstream_error"
 }

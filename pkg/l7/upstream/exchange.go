@@ -36,6 +36,10 @@ type OutRequest struct {
 	TETrailers bool
 	// Timeout bounds the exchange until the response head has arrived.
 	Timeout time.Duration
+	// Deadline bounds reading the response body (zero: no limit, for
+	// streaming routes); IdleTimeout cuts a body that stalls this long.
+	Deadline    time.Time
+	IdleTimeout time.Duration
 	// Ctx, when cancellable, aborts the exchange when it ends.
 	Ctx context.Context
 	// AbortBody unblocks a Body read stuck on a slow client, so a failed
@@ -64,6 +68,12 @@ type Exchange struct {
 	h2cancel context.CancelFunc
 	// active is the connection in use, for Abort from another goroutine.
 	active atomic.Pointer[Conn]
+	// deadline and idle bound the response body (OutRequest.Deadline and
+	// IdleTimeout); idleReads says each read must move the deadline.
+	deadline  time.Time
+	idle      time.Duration
+	idleReads bool
+	h2timer   *time.Timer
 }
 
 // Abort closes the upstream connection of the exchange in progress, if any.
@@ -99,10 +109,10 @@ func (c *Cluster) RoundTrip(ep *Endpoint, req *OutRequest, x *Exchange) error {
 		var conn *Conn
 		var err error
 		if attempt == 0 {
-			conn, err = ep.getConn(ctx)
+			conn, err = ep.getConn(ctx, c, req.Timeout)
 		} else {
 			// The retry dials: other pooled connections are likely stale too.
-			conn, err = ep.dial(ctx)
+			conn, err = ep.dial(ctx, c, req.Timeout)
 		}
 		if err != nil {
 			return err
@@ -228,14 +238,36 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	// longer than the route timeout). A body already in the buffer needs no
 	// more reads, and the next exchange on the connection sets its own
 	// deadline: skipping the call saves a timer update per request.
+	x.idleReads = false
 	if !x.noBody && !(x.body == &x.lr && x.lr.Buffered() >= int(x.lr.N)) {
-		return nc.SetReadDeadline(time.Time{})
+		x.deadline, x.idle = req.Deadline, req.IdleTimeout
+		if x.idle > 0 && (x.deadline.IsZero() || time.Until(x.deadline) > x.idle) {
+			x.idleReads = true
+			return nc.SetReadDeadline(x.nextReadDeadline())
+		}
+		return nc.SetReadDeadline(x.deadline)
 	}
 	return nil
 }
 
+// nextReadDeadline is the idle timeout from now, within the body deadline.
+func (x *Exchange) nextReadDeadline() time.Time {
+	t := time.Now().Add(x.idle)
+	if !x.deadline.IsZero() && x.deadline.Before(t) {
+		return x.deadline
+	}
+	return t
+}
+
 // Read streams the response body.
 func (x *Exchange) Read(p []byte) (int, error) {
+	if x.idleReads {
+		if x.h2resp != nil {
+			x.h2timer.Reset(time.Until(x.nextReadDeadline()))
+		} else if c := x.conn; c != nil && c.br.Buffered() == 0 {
+			_ = c.nc.SetReadDeadline(x.nextReadDeadline())
+		}
+	}
 	n, err := x.body.Read(p)
 	if err == io.EOF {
 		x.bodyEOF = true
@@ -279,10 +311,15 @@ func (x *Exchange) Finish(delivered bool) bool {
 		x.stopCtx = nil
 	}
 	if x.h2resp != nil {
+		if x.h2timer != nil {
+			x.h2timer.Stop()
+			x.h2timer = nil
+		}
 		_ = x.h2resp.Body.Close()
 		x.h2cancel()
 		x.h2resp, x.h2cancel = nil, nil
 	}
+	x.idleReads = false
 	bodyDone := true
 	x.active.Store(nil)
 	if x.conn == nil && x.bodyErr != nil { // h2c: wait for the transport to let go of the body

@@ -66,6 +66,16 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 	}
 	x.h2resp, x.h2cancel = resp, func() { cancel(nil) }
 	x.noBody, x.bodyEOF, x.untilEOF = false, false, false
+	// The body runs until the route's deadline, and stalls no longer than
+	// its idle timeout (each Read moves the timer).
+	x.deadline, x.idle = req.Deadline, req.IdleTimeout
+	x.idleReads = x.idle > 0 && (x.deadline.IsZero() || time.Until(x.deadline) > x.idle)
+	switch {
+	case x.idleReads:
+		x.h2timer = time.AfterFunc(time.Until(x.nextReadDeadline()), func() { cancel(errBodyTimeout) })
+	case !x.deadline.IsZero():
+		x.h2timer = time.AfterFunc(time.Until(x.deadline), func() { cancel(errBodyTimeout) })
+	}
 	r := &x.Response
 	r.Status, r.ContentLength, r.Body = resp.StatusCode, resp.ContentLength, x
 	r.Headers = r.Headers[:0]
@@ -93,7 +103,10 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 	return nil
 }
 
-var errHeadTimeout = errors.New("timed out waiting for response headers")
+var (
+	errHeadTimeout = errors.New("timed out waiting for response headers")
+	errBodyTimeout = errors.New("response body timed out (route timeout or idle timeout)")
+)
 
 // closeNotifier reports on done once the transport has closed the body
 // and no Read is in progress. The transport may call Close from another

@@ -33,7 +33,23 @@ type pool struct {
 	closed bool
 }
 
-func (e *Endpoint) getConn(ctx context.Context) (*Conn, error) {
+func (e *Endpoint) getConn(ctx context.Context, c *Cluster, wait time.Duration) (*Conn, error) {
+	for {
+		if conn := e.idleConn(); conn != nil {
+			return conn, nil
+		}
+		again, err := c.acquireConn(ctx, wait)
+		if err != nil {
+			return nil, err
+		}
+		if !again {
+			return e.dialSlot(ctx)
+		}
+	}
+}
+
+// idleConn takes the newest usable idle connection, or nil.
+func (e *Endpoint) idleConn() *Conn {
 	now := time.Now()
 	p := &e.pool
 	p.mu.Lock()
@@ -48,7 +64,7 @@ func (e *Endpoint) getConn(ctx context.Context) (*Conn, error) {
 			// fail on it. Busy connections skip the check.
 			if idle < probeAfter || c.alive() {
 				c.reused = true
-				return c, nil
+				return c
 			}
 			c.close()
 			p.mu.Lock()
@@ -59,10 +75,32 @@ func (e *Endpoint) getConn(ctx context.Context) (*Conn, error) {
 		p.mu.Lock()
 	}
 	p.mu.Unlock()
-	return e.dial(ctx)
+	return nil
 }
 
-func (e *Endpoint) dial(ctx context.Context) (*Conn, error) {
+// dial opens a new connection, in a connection slot of the cluster's.
+func (e *Endpoint) dial(ctx context.Context, cl *Cluster, wait time.Duration) (*Conn, error) {
+	for {
+		again, err := cl.acquireConn(ctx, wait)
+		if err != nil {
+			return nil, err
+		}
+		if !again {
+			return e.dialSlot(ctx)
+		}
+	}
+}
+
+// dialSlot dials holding a connection slot; a failed dial gives it back.
+func (e *Endpoint) dialSlot(ctx context.Context) (*Conn, error) {
+	conn, err := e.dialConn(ctx)
+	if err != nil {
+		e.cluster.state.connFreed(true)
+	}
+	return conn, err
+}
+
+func (e *Endpoint) dialConn(ctx context.Context) (*Conn, error) {
 	c := e.cluster
 	d := net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
 	d.SetMultipathTCP(false)
@@ -140,6 +178,7 @@ func (c *Conn) release(reusable bool) {
 		if !p.closed && len(p.idle) < e.cluster.maxIdle {
 			p.idle = append(p.idle, c)
 			p.mu.Unlock()
+			e.cluster.state.connFreed(false)
 			return
 		}
 		p.mu.Unlock()
@@ -150,6 +189,7 @@ func (c *Conn) release(reusable bool) {
 func (c *Conn) close() {
 	_ = c.nc.Close()
 	c.ep.cluster.stats.open.Dec()
+	c.ep.cluster.state.connFreed(true)
 }
 
 // sweep closes connections idle longer than the cluster's idle timeout.
