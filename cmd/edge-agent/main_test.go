@@ -44,7 +44,7 @@ func TestValidateBrokenFiles(t *testing.T) {
 			file: "many-errors.yaml",
 			want: []string{
 				`  listeners[1].tls.certificates: protocol https needs at least one certificate (or tls.passthrough)`,
-				`  clusters[0].lbPolicy: must be one of round_robin, least_request, random; got "fastest"`,
+				`  clusters[0].lbPolicy: must be one of round_robin, least_request, random, maglev; got "fastest"`,
 				`  routes[0].listeners[1]: no listener named "admin"`,
 				`  routes[0].hosts[0]: "Foo.com" is not a valid hostname (lower-case letters, digits, '-' and '.')`,
 				`  routes[0].match.path.exact: "index.html" must start with /`,

@@ -9,6 +9,8 @@ package annotations
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -48,6 +50,13 @@ type Service struct {
 	BackendServerName string
 	BackendCASecret   string
 	Canary            *Canary
+	// Cluster policies, applied to every cluster of the Service (its own
+	// ports' and its canary's and mirrors'); nil when no key set them.
+	CircuitBreaker   *config.CircuitBreaker
+	OutlierDetection *config.OutlierDetection
+	HealthCheck      *config.HealthCheck
+	Hash             *config.HashPolicy
+	SlowStart        config.Duration
 	// L4PreserveSource keeps the client's address in mode l4 (no SNAT).
 	L4PreserveSource bool
 	// Routes holds the default route first, then named routes by name.
@@ -70,6 +79,23 @@ type Route struct {
 	RequestHeaders  *config.HeaderMutations
 	ResponseHeaders *config.HeaderMutations
 	Timeout         config.Duration
+	// Streaming ends Timeout at the response head; IdleTimeout cuts a
+	// stalled response body.
+	Streaming   bool
+	IdleTimeout config.Duration
+	// Traffic policies; nil when no key of their group was given.
+	Retry     *config.RetryPolicy
+	RateLimit *config.RateLimit
+	Mirror    *Mirror
+	Fault     *config.Fault
+}
+
+// Mirror copies a share of a route's requests to another Service of the
+// same namespace; the translator resolves Service to that Service's cluster.
+type Mirror struct {
+	Service string
+	// Percent of requests copied (0 until set: the config default is 100).
+	Percent float64
 }
 
 // Canary splits the Service's traffic with another Service of the same
@@ -174,6 +200,8 @@ func (p *parser) key(key, value string) {
 	apply, ok := routeKeys[setting]
 	if !ok {
 		switch {
+		case renamed[setting] != "":
+			p.fail(key, "unknown annotation; did you mean %s?", routeKey(routeName, renamed[setting]))
 		case planned[setting] != "":
 			p.fail(key, "not supported by this version of edge-agent (%s)", planned[setting])
 		case scoped && serviceKeys[setting] != nil:
@@ -220,8 +248,8 @@ func (p *parser) finish() {
 		for _, k := range p.routeKeys {
 			p.fail(k, "does not apply to mode l4 (the kernel balances connections; there are no HTTP routes)")
 		}
-		for _, k := range []string{"hosts", "tls-secret", "canary-service", "canary-weight", "canary-header", "canary-cookie", "backend-ca-secret", "backend-server-name", "lb-policy", "connect-timeout"} {
-			if p.set[Prefix+k] {
+		for k := range serviceKeys {
+			if k != "mode" && k != "l4-preserve-source" && p.set[Prefix+k] {
 				p.fail(Prefix+k, "does not apply to mode l4")
 			}
 		}
@@ -239,12 +267,169 @@ func (p *parser) finish() {
 		if r.Redirect != nil && r.Rewrite != nil {
 			p.fail(routeKey(r.Name, "redirect-code"), "a route redirects or rewrites, not both")
 		}
+		p.checkRoutePolicies(r)
 	}
 	if c := s.Canary; c != nil {
 		if c.Service == "" {
 			p.fail(Prefix+"canary-service", "required when canary-weight, canary-header or canary-cookie is set")
 		}
 	}
+	p.checkClusterPolicies()
+}
+
+// failed reports whether key already has an error, so a cross-key check
+// does not pile a second, derived complaint on it.
+func (p *parser) failed(key string) bool {
+	for _, e := range p.errs {
+		if e.Key == key {
+			return true
+		}
+	}
+	return false
+}
+
+// checkRoutePolicies checks what spans several policy keys of one route:
+// each group's required key, and pairs that only make sense together.
+// Ranges that depend on the model's defaults (retry-per-try-timeout within
+// the route timeout) are left to config validation, which the translator
+// reports on the same keys.
+func (p *parser) checkRoutePolicies(r *Route) {
+	key := func(setting string) string { return routeKey(r.Name, setting) }
+	has := func(setting string) bool { return p.set[key(setting)] }
+	if r.Redirect != nil {
+		for _, setting := range sortedRouteSettings() {
+			if has(setting) && (setting == "streaming" || setting == "idle-timeout" || strings.HasPrefix(setting, "retry-") || strings.HasPrefix(setting, "mirror-")) {
+				p.fail(key(setting), "does not apply to a route that redirects (it sends nothing upstream)")
+			}
+		}
+	}
+	if rp := r.Retry; rp != nil {
+		if !has("retry-attempts") {
+			p.fail(key("retry-attempts"), "required when another retry-* key is set (the number of retries after the first try, 1-%d)", config.MaxRetryAttempts)
+		}
+		listsCodes := slices.Contains(rp.On, config.RetryStatusCodes)
+		switch {
+		case has("retry-status-codes") && !listsCodes && !p.failed(key("retry-on")):
+			p.fail(key("retry-status-codes"), "needs %s in %s", config.RetryStatusCodes, key("retry-on"))
+		case listsCodes && !has("retry-status-codes"):
+			p.fail(key("retry-on"), "%s needs %s", config.RetryStatusCodes, key("retry-status-codes"))
+		}
+		base := rp.BackoffBase.D()
+		if base == 0 {
+			base = config.DefaultRetryBackoffBase
+		}
+		if has("retry-backoff-max") && rp.BackoffMax.D() > 0 && rp.BackoffMax.D() < base {
+			p.fail(key("retry-backoff-max"), "must be at least retry-backoff-base (%s)", fmtDuration(base))
+		}
+	}
+	if rl := r.RateLimit; rl != nil {
+		if !has("rate-limit-requests") {
+			p.fail(key("rate-limit-requests"), "required when another rate-limit-* key is set (the requests allowed per rate-limit-period)")
+		}
+		switch {
+		case rl.Key == config.RateLimitByHeader && !has("rate-limit-header"):
+			p.fail(key("rate-limit-header"), "required with rate-limit-key header")
+		case has("rate-limit-header") && rl.Key != config.RateLimitByHeader && !p.failed(key("rate-limit-key")):
+			p.fail(key("rate-limit-header"), "applies only with rate-limit-key header")
+		}
+	}
+	if r.Mirror != nil && !has("mirror-service") {
+		p.fail(key("mirror-service"), "required when mirror-percent is set")
+	}
+	if f := r.Fault; f != nil {
+		for _, g := range []struct {
+			on              bool
+			main, pct, verb string
+		}{
+			{f.Delay != nil, "fault-delay", "fault-delay-percent", "delay"},
+			{f.Abort != nil, "fault-abort-status", "fault-abort-percent", "abort"},
+		} {
+			if !g.on {
+				continue
+			}
+			if !has(g.main) {
+				p.fail(key(g.main), "required when %s is set", g.pct)
+			}
+			if !has(g.pct) {
+				p.fail(key(g.pct), "required with %s: the percentage of requests to %s", g.main, g.verb)
+			}
+		}
+	}
+}
+
+// checkClusterPolicies checks what spans several of the Service's cluster
+// policy keys.
+func (p *parser) checkClusterPolicies() {
+	s := p.svc
+	var hashKeys []string
+	for _, k := range []string{"hash-header", "hash-cookie"} {
+		if p.set[Prefix+k] {
+			hashKeys = append(hashKeys, Prefix+k)
+		}
+	}
+	if s.Hash != nil && s.Hash.SourceIP {
+		hashKeys = append(hashKeys, Prefix+"hash-source-ip")
+	}
+	switch {
+	case len(hashKeys) > 1:
+		for _, k := range hashKeys {
+			p.fail(k, "set only one of hash-header, hash-cookie, hash-source-ip")
+		}
+	case len(hashKeys) == 1 && s.LBPolicy != config.LBMaglev && !p.failed(Prefix+"lb-policy"):
+		p.fail(hashKeys[0], "applies only with lb-policy maglev")
+	case len(hashKeys) == 0 && s.LBPolicy == config.LBMaglev:
+		p.fail(Prefix+"lb-policy", "maglev needs what to hash: set one of hash-header, hash-cookie, hash-source-ip")
+	}
+	if b := s.CircuitBreaker; b != nil && b.MaxPendingRequests > 0 && !p.set[Prefix+"max-connections"] {
+		p.fail(Prefix+"max-pending-requests", "needs max-connections: requests wait only for a connection slot")
+	}
+	if o := s.OutlierDetection; o != nil {
+		base := o.BaseEjectionTime.D()
+		if base == 0 {
+			base = config.DefaultOutlierBaseEjectionTime
+		}
+		if o.MaxEjectionTime.D() > 0 && o.MaxEjectionTime.D() < base {
+			p.fail(Prefix+"outlier-max-ejection-time", "must be at least outlier-base-ejection-time (%s)", fmtDuration(base))
+		}
+		c5xx, conn := config.DefaultOutlierConsecutive5xx, config.DefaultOutlierConsecutiveConn
+		if o.Consecutive5xx != nil {
+			c5xx = *o.Consecutive5xx
+		}
+		if o.ConsecutiveConnectFailures != nil {
+			conn = *o.ConsecutiveConnectFailures
+		}
+		if c5xx == 0 && conn == 0 && o.ConsecutiveGatewayErrors == 0 {
+			p.fail(Prefix+"outlier-consecutive-5xx", "every outlier-consecutive-* threshold is 0: nothing would be ejected")
+		}
+	}
+	if h := s.HealthCheck; h != nil {
+		typeKey := Prefix + "health-check-type"
+		if !p.set[typeKey] {
+			p.fail(typeKey, "required when another health-check-* key is set (http, grpc or tcp)")
+		} else if h.Type != "" {
+			for _, k := range []string{"health-check-path", "health-check-expected-statuses"} {
+				if h.Type != config.HealthCheckHTTP && p.set[Prefix+k] {
+					p.fail(Prefix+k, "applies to health-check-type http only")
+				}
+			}
+			if h.Type != config.HealthCheckGRPC && p.set[Prefix+"health-check-grpc-service"] {
+				p.fail(Prefix+"health-check-grpc-service", "applies to health-check-type grpc only")
+			}
+		}
+		interval := h.Interval.D()
+		if interval == 0 {
+			interval = config.DefaultHealthCheckInterval
+		}
+		if h.Timeout.D() > interval && !p.failed(Prefix+"health-check-interval") {
+			p.fail(Prefix+"health-check-timeout", "must be at most health-check-interval (%s)", fmtDuration(interval))
+		}
+	}
+}
+
+// sortedRouteSettings lists the route keys in order, for deterministic
+// error lists.
+func sortedRouteSettings() []string {
+	return slices.Sorted(maps.Keys(routeKeys))
 }
 
 // routeKey is the full annotation key for a setting of a route.
@@ -265,18 +450,17 @@ func checkRouteName(n string) error {
 	return nil
 }
 
+// renamed maps names a team may guess for a setting to the key that
+// edge-agent reads, so the error says which key to use.
+var renamed = map[string]string{
+	"retries":         "retry-attempts",
+	"per-try-timeout": "retry-per-try-timeout",
+	"rate-limit":      "rate-limit-requests",
+}
+
 // planned names keys of features that later versions add: they are reserved
 // so a team setting one learns it is not enforced instead of being ignored.
 var planned = map[string]string{
-	"retries":              "retries arrive with traffic policy",
-	"retry-on":             "retries arrive with traffic policy",
-	"per-try-timeout":      "retries arrive with traffic policy",
-	"max-connections":      "circuit breaking arrives with traffic policy",
-	"max-pending-requests": "circuit breaking arrives with traffic policy",
-	"max-requests":         "circuit breaking arrives with traffic policy",
-	"rate-limit":           "rate limiting arrives with traffic policy",
-	"rate-limit-burst":     "rate limiting arrives with traffic policy",
-	"rate-limit-key":       "rate limiting arrives with traffic policy",
 	"auth-jwt-issuer":      "authentication arrives with the security release",
 	"auth-jwt-jwks-secret": "authentication arrives with the security release",
 	"auth-basic-secret":    "authentication arrives with the security release",

@@ -80,7 +80,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		reason string
 	}{
 		{"unknown key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timout": "1s"}, "edge-agent.io/timout", "unknown annotation"},
-		{"planned key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/retries": "3"}, "edge-agent.io/retries", "not supported by this version"},
+		{"planned key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/auth-jwt-issuer": "x"}, "edge-agent.io/auth-jwt-issuer", "not supported by this version"},
+		{"renamed key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/retries": "3"}, "edge-agent.io/retries", "did you mean edge-agent.io/retry-attempts?"},
+		{"renamed route key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/api.per-try-timeout": "1s"}, "edge-agent.io/api.per-try-timeout", "did you mean edge-agent.io/api.retry-per-try-timeout?"},
 		{"bare number duration", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timeout": "30"}, "edge-agent.io/timeout", "invalid duration"},
 		{"negative duration", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timeout": "-1s"}, "edge-agent.io/timeout", "must not be negative"},
 		{"zero duration", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timeout": "0s"}, "edge-agent.io/timeout", "more than 0s"},
@@ -89,7 +91,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"empty host item", map[string]string{"edge-agent.io/hosts": "a.example.com,,b.example.com"}, "edge-agent.io/hosts", "empty item"},
 		{"duplicate host", map[string]string{"edge-agent.io/hosts": "a.example.com,A.example.com"}, "edge-agent.io/hosts", "listed twice"},
 		{"missing hosts", map[string]string{"edge-agent.io/timeout": "1s"}, "edge-agent.io/hosts", "required"},
-		{"enum", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/lb-policy": "fastest"}, "edge-agent.io/lb-policy", `"fastest" is not one of round_robin, least_request, random`},
+		{"enum", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/lb-policy": "fastest"}, "edge-agent.io/lb-policy", `"fastest" is not one of round_robin, least_request, random, maglev`},
 		{"weight range", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/canary-service": "b", "edge-agent.io/canary-weight": "101"}, "edge-agent.io/canary-weight", "out of range 0-100"},
 		{"weight not int", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/canary-service": "b", "edge-agent.io/canary-weight": "10%"}, "edge-agent.io/canary-weight", "not an integer"},
 		{"canary without service", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/canary-weight": "10"}, "edge-agent.io/canary-service", "required"},
@@ -115,6 +117,231 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			svc, err := Parse(tc.annots)
+			if err == nil {
+				t.Fatalf("Parse accepted %v: %+v", tc.annots, svc)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %T is not Errors: %v", err, err)
+			}
+			for _, e := range es {
+				if e.Key == tc.key && strings.Contains(e.Reason, tc.reason) {
+					return
+				}
+			}
+			t.Fatalf("no error on %s containing %q; got %v", tc.key, tc.reason, err)
+		})
+	}
+}
+
+func TestParseTrafficPolicy(t *testing.T) {
+	svc, err := Parse(map[string]string{
+		"edge-agent.io/hosts":                                "shop.example.com",
+		"edge-agent.io/timeout":                              "20s",
+		"edge-agent.io/streaming":                            "false",
+		"edge-agent.io/idle-timeout":                         "2m",
+		"edge-agent.io/retry-attempts":                       "3",
+		"edge-agent.io/retry-on":                             "5xx, retriable-status-codes,unavailable",
+		"edge-agent.io/retry-status-codes":                   "409,429",
+		"edge-agent.io/retry-per-try-timeout":                "2s",
+		"edge-agent.io/retry-backoff-base":                   "50ms",
+		"edge-agent.io/retry-backoff-max":                    "1s",
+		"edge-agent.io/retry-non-idempotent":                 "true",
+		"edge-agent.io/retry-buffer-limit":                   "131072",
+		"edge-agent.io/retry-budget-percent":                 "10",
+		"edge-agent.io/retry-budget-min-per-second":          "0",
+		"edge-agent.io/rate-limit-requests":                  "100",
+		"edge-agent.io/rate-limit-period":                    "1m",
+		"edge-agent.io/rate-limit-burst":                     "150",
+		"edge-agent.io/rate-limit-key":                       "header",
+		"edge-agent.io/rate-limit-header":                    "X-Api-Key",
+		"edge-agent.io/mirror-service":                       "shop-shadow",
+		"edge-agent.io/mirror-percent":                       "0.5",
+		"edge-agent.io/fault-delay":                          "150ms",
+		"edge-agent.io/fault-delay-percent":                  "12.5",
+		"edge-agent.io/fault-abort-status":                   "503",
+		"edge-agent.io/fault-abort-percent":                  "1",
+		"edge-agent.io/events.path-prefix":                   "/events",
+		"edge-agent.io/events.streaming":                     "true",
+		"edge-agent.io/events.rate-limit-requests":           "5",
+		"edge-agent.io/events.rate-limit-key":                "clientIP",
+		"edge-agent.io/lb-policy":                            "maglev",
+		"edge-agent.io/hash-cookie":                          "session",
+		"edge-agent.io/slow-start":                           "30s",
+		"edge-agent.io/max-connections":                      "200",
+		"edge-agent.io/max-pending-requests":                 "50",
+		"edge-agent.io/max-requests":                         "1000",
+		"edge-agent.io/max-retries":                          "20",
+		"edge-agent.io/outlier-consecutive-5xx":              "0",
+		"edge-agent.io/outlier-consecutive-gateway-errors":   "4",
+		"edge-agent.io/outlier-consecutive-connect-failures": "2",
+		"edge-agent.io/outlier-base-ejection-time":           "10s",
+		"edge-agent.io/outlier-max-ejection-time":            "5m",
+		"edge-agent.io/outlier-max-ejection-percent":         "30",
+		"edge-agent.io/health-check-type":                    "http",
+		"edge-agent.io/health-check-path":                    "/ready",
+		"edge-agent.io/health-check-interval":                "10s",
+		"edge-agent.io/health-check-timeout":                 "2s",
+		"edge-agent.io/health-check-healthy-threshold":       "1",
+		"edge-agent.io/health-check-unhealthy-threshold":     "4",
+		"edge-agent.io/health-check-expected-statuses":       "200, 204",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.Routes) != 2 {
+		t.Fatalf("routes = %+v", svc.Routes)
+	}
+	def, events := svc.Routes[0], svc.Routes[1]
+	if def.Streaming || def.IdleTimeout.D() != 2*time.Minute || def.Timeout.D() != 20*time.Second {
+		t.Errorf("default route = %+v", def)
+	}
+	rp := def.Retry
+	if rp == nil || rp.Attempts != 3 || rp.PerTryTimeout.D() != 2*time.Second || rp.BackoffBase.D() != 50*time.Millisecond ||
+		rp.BackoffMax.D() != time.Second || !rp.NonIdempotent || rp.BufferLimit != 128<<10 || rp.Budget.Percent != 10 ||
+		rp.Budget.MinPerSecond == nil || *rp.Budget.MinPerSecond != 0 {
+		t.Fatalf("retry = %+v", rp)
+	}
+	if on := rp.On; len(on) != 3 || on[0] != config.Retry5xx || on[1] != config.RetryStatusCodes || on[2] != config.RetryGRPCUnavailable {
+		t.Errorf("retry-on = %v", on)
+	}
+	if c := rp.StatusCodes; len(c) != 2 || c[0] != 409 || c[1] != 429 {
+		t.Errorf("retry-status-codes = %v", c)
+	}
+	if rl := def.RateLimit; rl == nil || *rl != (config.RateLimit{Requests: 100, Period: config.Duration(time.Minute), Burst: 150, Key: config.RateLimitByHeader, Header: "X-Api-Key"}) {
+		t.Errorf("rate limit = %+v", def.RateLimit)
+	}
+	if m := def.Mirror; m == nil || *m != (Mirror{Service: "shop-shadow", Percent: 0.5}) {
+		t.Errorf("mirror = %+v", def.Mirror)
+	}
+	if f := def.Fault; f == nil || f.Delay == nil || f.Abort == nil ||
+		*f.Delay != (config.FaultDelay{Duration: config.Duration(150 * time.Millisecond), Percent: 12.5}) ||
+		*f.Abort != (config.FaultAbort{Status: 503, Percent: 1}) {
+		t.Errorf("fault = %+v", def.Fault)
+	}
+	if !events.Streaming || events.Retry != nil || events.Mirror != nil || events.Fault != nil ||
+		events.RateLimit == nil || *events.RateLimit != (config.RateLimit{Requests: 5, Key: config.RateLimitByClientIP}) {
+		t.Errorf("events route = %+v (rate limit %+v)", events, events.RateLimit)
+	}
+	if svc.LBPolicy != config.LBMaglev || svc.Hash == nil || *svc.Hash != (config.HashPolicy{Cookie: "session"}) || svc.SlowStart.D() != 30*time.Second {
+		t.Errorf("lb = %s %+v %s", svc.LBPolicy, svc.Hash, svc.SlowStart.D())
+	}
+	if b := svc.CircuitBreaker; b == nil || *b != (config.CircuitBreaker{MaxConnections: 200, MaxPendingRequests: 50, MaxRequests: 1000, MaxRetries: 20}) {
+		t.Errorf("circuit breaker = %+v", svc.CircuitBreaker)
+	}
+	o := svc.OutlierDetection
+	if o == nil || o.Consecutive5xx == nil || *o.Consecutive5xx != 0 || o.ConsecutiveGatewayErrors != 4 || o.ConsecutiveConnectFailures == nil ||
+		*o.ConsecutiveConnectFailures != 2 || o.BaseEjectionTime.D() != 10*time.Second || o.MaxEjectionTime.D() != 5*time.Minute || o.MaxEjectionPercent != 30 {
+		t.Errorf("outlier detection = %+v", o)
+	}
+	h := svc.HealthCheck
+	if h == nil || h.Type != config.HealthCheckHTTP || h.Path != "/ready" || h.Interval.D() != 10*time.Second || h.Timeout.D() != 2*time.Second ||
+		h.HealthyThreshold != 1 || h.UnhealthyThreshold != 4 || len(h.ExpectedStatuses) != 2 || h.ExpectedStatuses[1] != 204 {
+		t.Errorf("health check = %+v", h)
+	}
+
+	// The other hash and health check forms.
+	svc, err = Parse(map[string]string{
+		"edge-agent.io/hosts":                     "a.example.com",
+		"edge-agent.io/lb-policy":                 "maglev",
+		"edge-agent.io/hash-source-ip":            "true",
+		"edge-agent.io/health-check-type":         "grpc",
+		"edge-agent.io/health-check-grpc-service": "shop.v1.Cart",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *svc.Hash != (config.HashPolicy{SourceIP: true}) || svc.HealthCheck.Service != "shop.v1.Cart" || svc.Routes[0].Retry != nil || svc.CircuitBreaker != nil || svc.OutlierDetection != nil {
+		t.Errorf("service = %+v", svc)
+	}
+	svc, err = Parse(map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/lb-policy": "maglev", "edge-agent.io/hash-header": "X-User"})
+	if err != nil || *svc.Hash != (config.HashPolicy{Header: "X-User"}) {
+		t.Errorf("hash-header: %+v %v", svc, err)
+	}
+}
+
+func TestParsePolicyErrorsNameTheKey(t *testing.T) {
+	const host = "edge-agent.io/hosts"
+	cases := []struct {
+		name   string
+		annots map[string]string
+		key    string
+		reason string
+	}{
+		// Values.
+		{"duration", map[string]string{"edge-agent.io/idle-timeout": "abc"}, "edge-agent.io/idle-timeout", `invalid duration "abc"`},
+		{"idle timeout range", map[string]string{"edge-agent.io/idle-timeout": "500ms"}, "edge-agent.io/idle-timeout", `"500ms" must be between 1s and 168h`},
+		{"streaming bool", map[string]string{"edge-agent.io/streaming": "yes"}, "edge-agent.io/streaming", `"yes" is not one of true, false`},
+		{"retry attempts range", map[string]string{"edge-agent.io/retry-attempts": "11"}, "edge-agent.io/retry-attempts", "11 is out of range 1-10"},
+		{"retry attempts zero", map[string]string{"edge-agent.io/retry-attempts": "0"}, "edge-agent.io/retry-attempts", "0 is out of range 1-10"},
+		{"retry on unknown", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-on": "5xx,sometimes"}, "edge-agent.io/retry-on", `"sometimes" is not one of connect-failure, reset, 5xx, gateway-error, retriable-status-codes, cancelled`},
+		{"retry on duplicate", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-on": "5xx,5xx"}, "edge-agent.io/retry-on", "listed twice"},
+		{"retry status 200", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-on": "retriable-status-codes", "edge-agent.io/retry-status-codes": "503,200"}, "edge-agent.io/retry-status-codes", "200 is out of range 400-599"},
+		{"retry status not int", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-on": "retriable-status-codes", "edge-agent.io/retry-status-codes": "5xx"}, "edge-agent.io/retry-status-codes", `"5xx" is not an integer`},
+		{"per try timeout", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-per-try-timeout": "abc"}, "edge-agent.io/retry-per-try-timeout", "invalid duration"},
+		{"backoff base range", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-backoff-base": "2m"}, "edge-agent.io/retry-backoff-base", "at most 1m"},
+		{"buffer limit range", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-buffer-limit": "16777217"}, "edge-agent.io/retry-buffer-limit", "out of range 1-16777216"},
+		{"buffer limit suffix", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-buffer-limit": "64Ki"}, "edge-agent.io/retry-buffer-limit", "not an integer"},
+		{"budget percent", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-budget-percent": "0"}, "edge-agent.io/retry-budget-percent", "out of range 1-100"},
+		{"budget min", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-budget-min-per-second": "-1"}, "edge-agent.io/retry-budget-min-per-second", "out of range 0-10000"},
+		{"rate limit range", map[string]string{"edge-agent.io/rate-limit-requests": "0"}, "edge-agent.io/rate-limit-requests", "out of range 1-1048576"},
+		{"rate limit period", map[string]string{"edge-agent.io/rate-limit-requests": "1", "edge-agent.io/rate-limit-period": "25h"}, "edge-agent.io/rate-limit-period", "between 1ms and 24h"},
+		{"rate limit key", map[string]string{"edge-agent.io/rate-limit-requests": "1", "edge-agent.io/rate-limit-key": "user"}, "edge-agent.io/rate-limit-key", `"user" is not one of route, clientIP, header`},
+		{"rate limit header name", map[string]string{"edge-agent.io/rate-limit-requests": "1", "edge-agent.io/rate-limit-key": "header", "edge-agent.io/rate-limit-header": "X Key"}, "edge-agent.io/rate-limit-header", "not a valid header name"},
+		{"mirror service name", map[string]string{"edge-agent.io/mirror-service": "other.ns"}, "edge-agent.io/mirror-service", "not a valid Service name"},
+		{"mirror percent zero", map[string]string{"edge-agent.io/mirror-service": "s", "edge-agent.io/mirror-percent": "0"}, "edge-agent.io/mirror-percent", "more than 0 and at most 100"},
+		{"mirror percent over", map[string]string{"edge-agent.io/mirror-service": "s", "edge-agent.io/mirror-percent": "100.5"}, "edge-agent.io/mirror-percent", "more than 0 and at most 100"},
+		{"mirror percent syntax", map[string]string{"edge-agent.io/mirror-service": "s", "edge-agent.io/mirror-percent": "1e1"}, "edge-agent.io/mirror-percent", "not a percentage"},
+		{"mirror percent sign", map[string]string{"edge-agent.io/mirror-service": "s", "edge-agent.io/mirror-percent": "50%"}, "edge-agent.io/mirror-percent", "not a percentage"},
+		{"fault delay range", map[string]string{"edge-agent.io/fault-delay": "6m", "edge-agent.io/fault-delay-percent": "1"}, "edge-agent.io/fault-delay", "at most 5m"},
+		{"fault abort status", map[string]string{"edge-agent.io/fault-abort-status": "200", "edge-agent.io/fault-abort-percent": "1"}, "edge-agent.io/fault-abort-status", "200 is out of range 400-599"},
+		{"lb policy maglev needs a hash", map[string]string{"edge-agent.io/lb-policy": "maglev"}, "edge-agent.io/lb-policy", "maglev needs what to hash"},
+		{"hash without maglev", map[string]string{"edge-agent.io/hash-header": "X-User"}, "edge-agent.io/hash-header", "only with lb-policy maglev"},
+		{"two hashes", map[string]string{"edge-agent.io/lb-policy": "maglev", "edge-agent.io/hash-header": "X-User", "edge-agent.io/hash-source-ip": "true"}, "edge-agent.io/hash-source-ip", "only one of"},
+		{"hash cookie name", map[string]string{"edge-agent.io/lb-policy": "maglev", "edge-agent.io/hash-cookie": "a=b"}, "edge-agent.io/hash-cookie", "not a valid cookie name"},
+		{"slow start", map[string]string{"edge-agent.io/slow-start": "2h"}, "edge-agent.io/slow-start", "at most 1h"},
+		{"max connections zero", map[string]string{"edge-agent.io/max-connections": "0"}, "edge-agent.io/max-connections", "0 is out of range 1-1048576"},
+		{"max requests huge", map[string]string{"edge-agent.io/max-requests": "99999999"}, "edge-agent.io/max-requests", "out of range"},
+		{"max retries word", map[string]string{"edge-agent.io/max-retries": "none"}, "edge-agent.io/max-retries", "not an integer"},
+		{"outlier threshold", map[string]string{"edge-agent.io/outlier-consecutive-5xx": "1001"}, "edge-agent.io/outlier-consecutive-5xx", "out of range 0-1000"},
+		{"outlier ejection time", map[string]string{"edge-agent.io/outlier-base-ejection-time": "abc"}, "edge-agent.io/outlier-base-ejection-time", "invalid duration"},
+		{"outlier percent", map[string]string{"edge-agent.io/outlier-max-ejection-percent": "101"}, "edge-agent.io/outlier-max-ejection-percent", "out of range 1-100"},
+		{"health check type", map[string]string{"edge-agent.io/health-check-type": "icmp"}, "edge-agent.io/health-check-type", `"icmp" is not one of http, grpc, tcp`},
+		{"health check path", map[string]string{"edge-agent.io/health-check-type": "http", "edge-agent.io/health-check-path": "healthz"}, "edge-agent.io/health-check-path", "must start with /"},
+		{"health check interval", map[string]string{"edge-agent.io/health-check-type": "tcp", "edge-agent.io/health-check-interval": "10ms"}, "edge-agent.io/health-check-interval", "between 100ms and 1h"},
+		{"health check threshold", map[string]string{"edge-agent.io/health-check-type": "tcp", "edge-agent.io/health-check-unhealthy-threshold": "0"}, "edge-agent.io/health-check-unhealthy-threshold", "out of range 1-100"},
+		{"health check statuses", map[string]string{"edge-agent.io/health-check-type": "http", "edge-agent.io/health-check-expected-statuses": "200,700"}, "edge-agent.io/health-check-expected-statuses", "700 is out of range 100-599"},
+		{"health check grpc service", map[string]string{"edge-agent.io/health-check-type": "grpc", "edge-agent.io/health-check-grpc-service": "shop/Cart"}, "edge-agent.io/health-check-grpc-service", "not a fully qualified gRPC service name"},
+		// Groups and pairs.
+		{"retry without attempts", map[string]string{"edge-agent.io/retry-on": "5xx"}, "edge-agent.io/retry-attempts", "required when another retry-* key is set"},
+		{"named route retry without attempts", map[string]string{"edge-agent.io/api.retry-per-try-timeout": "1s"}, "edge-agent.io/api.retry-attempts", "required"},
+		{"status codes without condition", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-status-codes": "409"}, "edge-agent.io/retry-status-codes", "needs retriable-status-codes in edge-agent.io/retry-on"},
+		{"condition without status codes", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-on": "retriable-status-codes"}, "edge-agent.io/retry-on", "needs edge-agent.io/retry-status-codes"},
+		{"backoff max below base", map[string]string{"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-backoff-base": "1s", "edge-agent.io/retry-backoff-max": "500ms"}, "edge-agent.io/retry-backoff-max", "at least retry-backoff-base (1s)"},
+		{"rate limit without requests", map[string]string{"edge-agent.io/rate-limit-burst": "5"}, "edge-agent.io/rate-limit-requests", "required"},
+		{"rate limit header key without header", map[string]string{"edge-agent.io/rate-limit-requests": "5", "edge-agent.io/rate-limit-key": "header"}, "edge-agent.io/rate-limit-header", "required with rate-limit-key header"},
+		{"rate limit header without header key", map[string]string{"edge-agent.io/rate-limit-requests": "5", "edge-agent.io/rate-limit-header": "X-Key"}, "edge-agent.io/rate-limit-header", "only with rate-limit-key header"},
+		{"mirror percent without service", map[string]string{"edge-agent.io/mirror-percent": "5"}, "edge-agent.io/mirror-service", "required"},
+		{"fault delay without percent", map[string]string{"edge-agent.io/fault-delay": "1s"}, "edge-agent.io/fault-delay-percent", "required with fault-delay"},
+		{"fault abort percent without status", map[string]string{"edge-agent.io/fault-abort-percent": "5"}, "edge-agent.io/fault-abort-status", "required"},
+		{"mirror on a redirect", map[string]string{"edge-agent.io/redirect-scheme": "https", "edge-agent.io/mirror-service": "s"}, "edge-agent.io/mirror-service", "route that redirects"},
+		{"pending without connections", map[string]string{"edge-agent.io/max-pending-requests": "5"}, "edge-agent.io/max-pending-requests", "needs max-connections"},
+		{"ejection times", map[string]string{"edge-agent.io/outlier-max-ejection-time": "10s"}, "edge-agent.io/outlier-max-ejection-time", "at least outlier-base-ejection-time (30s)"},
+		{"all thresholds off", map[string]string{"edge-agent.io/outlier-consecutive-5xx": "0", "edge-agent.io/outlier-consecutive-connect-failures": "0"}, "edge-agent.io/outlier-consecutive-5xx", "nothing would be ejected"},
+		{"health check without type", map[string]string{"edge-agent.io/health-check-path": "/ready"}, "edge-agent.io/health-check-type", "required when another health-check-* key is set"},
+		{"health check path on tcp", map[string]string{"edge-agent.io/health-check-type": "tcp", "edge-agent.io/health-check-path": "/ready"}, "edge-agent.io/health-check-path", "http only"},
+		{"health check service on http", map[string]string{"edge-agent.io/health-check-type": "http", "edge-agent.io/health-check-grpc-service": "a.B"}, "edge-agent.io/health-check-grpc-service", "grpc only"},
+		{"health check timeout over interval", map[string]string{"edge-agent.io/health-check-type": "tcp", "edge-agent.io/health-check-timeout": "6s"}, "edge-agent.io/health-check-timeout", "at most health-check-interval (5s)"},
+		{"service policy on a route", map[string]string{"edge-agent.io/api.max-connections": "5"}, "edge-agent.io/api.max-connections", "whole Service"},
+		{"policy in mode l4", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/max-connections": "5"}, "edge-agent.io/max-connections", "does not apply to mode l4"},
+		{"route policy in mode l4", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/retry-attempts": "2"}, "edge-agent.io/retry-attempts", "no HTTP routes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.annots["edge-agent.io/mode"] == "" {
+				tc.annots[host] = "a.example.com"
+			}
 			svc, err := Parse(tc.annots)
 			if err == nil {
 				t.Fatalf("Parse accepted %v: %+v", tc.annots, svc)

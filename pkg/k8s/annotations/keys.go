@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
 )
@@ -33,9 +34,117 @@ var serviceKeys = map[string]func(*Service, string) error{
 		return nil
 	},
 	"lb-policy": func(s *Service, v string) error {
-		p, err := parseEnum(v, string(config.LBRoundRobin), string(config.LBLeastRequest), string(config.LBRandom))
+		p, err := parseEnum(v, string(config.LBRoundRobin), string(config.LBLeastRequest), string(config.LBRandom), string(config.LBMaglev))
 		s.LBPolicy = config.LBPolicy(p)
 		return err
+	},
+	"hash-header": func(s *Service, v string) error {
+		if !config.IsToken(v) {
+			return fmt.Errorf("%q is not a valid header name", v)
+		}
+		hash(s).Header = v
+		return nil
+	},
+	"hash-cookie": func(s *Service, v string) error {
+		if !config.IsToken(v) {
+			return fmt.Errorf("%q is not a valid cookie name", v)
+		}
+		hash(s).Cookie = v
+		return nil
+	},
+	"hash-source-ip": func(s *Service, v string) error {
+		b, err := parseBool(v)
+		if b {
+			hash(s).SourceIP = true
+		}
+		return err
+	},
+	"slow-start": func(s *Service, v string) (err error) {
+		s.SlowStart, err = parseDuration(v, 0, config.MaxSlowStartWindow)
+		return err
+	},
+	// 0 means "no limit" in the model; an annotation saying 0 would read as
+	// "none allowed", so the limits start at 1 (omit the key for no limit).
+	"max-connections": func(s *Service, v string) (err error) {
+		breaker(s).MaxConnections, err = parseInt(v, 1, config.MaxPolicyLimit)
+		return err
+	},
+	"max-pending-requests": func(s *Service, v string) (err error) {
+		breaker(s).MaxPendingRequests, err = parseInt(v, 0, config.MaxPolicyLimit)
+		return err
+	},
+	"max-requests": func(s *Service, v string) (err error) {
+		breaker(s).MaxRequests, err = parseInt(v, 1, config.MaxPolicyLimit)
+		return err
+	},
+	"max-retries": func(s *Service, v string) (err error) {
+		breaker(s).MaxRetries, err = parseInt(v, 1, config.MaxPolicyLimit)
+		return err
+	},
+	"outlier-consecutive-5xx": func(s *Service, v string) error {
+		n, err := parseInt(v, 0, 1000)
+		outlier(s).Consecutive5xx = &n
+		return err
+	},
+	"outlier-consecutive-gateway-errors": func(s *Service, v string) (err error) {
+		outlier(s).ConsecutiveGatewayErrors, err = parseInt(v, 0, 1000)
+		return err
+	},
+	"outlier-consecutive-connect-failures": func(s *Service, v string) error {
+		n, err := parseInt(v, 0, 1000)
+		outlier(s).ConsecutiveConnectFailures = &n
+		return err
+	},
+	"outlier-base-ejection-time": func(s *Service, v string) (err error) {
+		outlier(s).BaseEjectionTime, err = parseDuration(v, 100*time.Millisecond, config.MaxOutlierEjectionTime)
+		return err
+	},
+	"outlier-max-ejection-time": func(s *Service, v string) (err error) {
+		outlier(s).MaxEjectionTime, err = parseDuration(v, 100*time.Millisecond, config.MaxOutlierEjectionTime)
+		return err
+	},
+	"outlier-max-ejection-percent": func(s *Service, v string) (err error) {
+		outlier(s).MaxEjectionPercent, err = parseInt(v, 1, 100)
+		return err
+	},
+	"health-check-type": func(s *Service, v string) error {
+		t, err := parseEnum(v, string(config.HealthCheckHTTP), string(config.HealthCheckGRPC), string(config.HealthCheckTCP))
+		healthCheck(s).Type = config.HealthCheckType(t)
+		return err
+	},
+	"health-check-path": func(s *Service, v string) error {
+		if err := config.CheckPath(v); err != nil {
+			return err
+		}
+		healthCheck(s).Path = v
+		return nil
+	},
+	"health-check-interval": func(s *Service, v string) (err error) {
+		healthCheck(s).Interval, err = parseDuration(v, config.MinHealthCheckInterval, config.MaxHealthCheckInterval)
+		return err
+	},
+	"health-check-timeout": func(s *Service, v string) (err error) {
+		healthCheck(s).Timeout, err = parseDuration(v, 0, config.MaxHealthCheckInterval)
+		return err
+	},
+	"health-check-healthy-threshold": func(s *Service, v string) (err error) {
+		healthCheck(s).HealthyThreshold, err = parseInt(v, 1, 100)
+		return err
+	},
+	"health-check-unhealthy-threshold": func(s *Service, v string) (err error) {
+		healthCheck(s).UnhealthyThreshold, err = parseInt(v, 1, 100)
+		return err
+	},
+	"health-check-expected-statuses": func(s *Service, v string) (err error) {
+		healthCheck(s).ExpectedStatuses, err = parseIntList(v, 100, 599)
+		return err
+	},
+	"health-check-grpc-service": func(s *Service, v string) error {
+		if !isGRPCServiceName(v) {
+			return fmt.Errorf("%q is not a fully qualified gRPC service name (such as shop.v1.Cart)", v)
+		}
+		healthCheck(s).Service = v
+		return nil
 	},
 	"connect-timeout": func(s *Service, v string) (err error) {
 		s.ConnectTimeout, err = parsePositiveDuration(v)
@@ -81,6 +190,34 @@ func canary(s *Service) *Canary {
 		s.Canary = &Canary{}
 	}
 	return s.Canary
+}
+
+func hash(s *Service) *config.HashPolicy {
+	if s.Hash == nil {
+		s.Hash = &config.HashPolicy{}
+	}
+	return s.Hash
+}
+
+func breaker(s *Service) *config.CircuitBreaker {
+	if s.CircuitBreaker == nil {
+		s.CircuitBreaker = &config.CircuitBreaker{}
+	}
+	return s.CircuitBreaker
+}
+
+func outlier(s *Service) *config.OutlierDetection {
+	if s.OutlierDetection == nil {
+		s.OutlierDetection = &config.OutlierDetection{}
+	}
+	return s.OutlierDetection
+}
+
+func healthCheck(s *Service) *config.HealthCheck {
+	if s.HealthCheck == nil {
+		s.HealthCheck = &config.HealthCheck{}
+	}
+	return s.HealthCheck
 }
 
 // routeKeys are the settings of one route; unprefixed they configure the
@@ -187,6 +324,106 @@ var routeKeys = map[string]func(*Route, string) error{
 		r.Timeout, err = parsePositiveDuration(v)
 		return err
 	},
+	"streaming": func(r *Route, v string) (err error) {
+		r.Streaming, err = parseBool(v)
+		return err
+	},
+	"idle-timeout": func(r *Route, v string) (err error) {
+		r.IdleTimeout, err = parseDuration(v, config.MinStreamIdleTimeout, config.MaxStreamIdleTimeout)
+		return err
+	},
+	"retry-attempts": func(r *Route, v string) (err error) {
+		retry(r).Attempts, err = parseInt(v, 1, config.MaxRetryAttempts)
+		return err
+	},
+	"retry-on": func(r *Route, v string) (err error) {
+		retry(r).On, err = parseRetryOn(v)
+		return err
+	},
+	"retry-status-codes": func(r *Route, v string) (err error) {
+		retry(r).StatusCodes, err = parseIntList(v, 400, 599)
+		return err
+	},
+	"retry-per-try-timeout": func(r *Route, v string) (err error) {
+		retry(r).PerTryTimeout, err = parsePositiveDuration(v)
+		return err
+	},
+	"retry-backoff-base": func(r *Route, v string) (err error) {
+		retry(r).BackoffBase, err = parseDuration(v, 0, time.Minute)
+		return err
+	},
+	"retry-backoff-max": func(r *Route, v string) (err error) {
+		retry(r).BackoffMax, err = parseDuration(v, 0, 5*time.Minute)
+		return err
+	},
+	"retry-non-idempotent": func(r *Route, v string) (err error) {
+		retry(r).NonIdempotent, err = parseBool(v)
+		return err
+	},
+	"retry-buffer-limit": func(r *Route, v string) (err error) {
+		retry(r).BufferLimit, err = parseInt(v, 1, config.MaxRetryBufferLimit)
+		return err
+	},
+	"retry-budget-percent": func(r *Route, v string) (err error) {
+		retry(r).Budget.Percent, err = parseInt(v, 1, 100)
+		return err
+	},
+	"retry-budget-min-per-second": func(r *Route, v string) error {
+		n, err := parseInt(v, 0, 10000)
+		retry(r).Budget.MinPerSecond = &n
+		return err
+	},
+	"rate-limit-requests": func(r *Route, v string) (err error) {
+		rateLimit(r).Requests, err = parseInt(v, 1, config.MaxPolicyLimit)
+		return err
+	},
+	"rate-limit-period": func(r *Route, v string) (err error) {
+		rateLimit(r).Period, err = parseDuration(v, time.Millisecond, 24*time.Hour)
+		return err
+	},
+	"rate-limit-burst": func(r *Route, v string) (err error) {
+		rateLimit(r).Burst, err = parseInt(v, 1, config.MaxPolicyLimit)
+		return err
+	},
+	"rate-limit-key": func(r *Route, v string) error {
+		k, err := parseEnum(v, string(config.RateLimitByRoute), string(config.RateLimitByClientIP), string(config.RateLimitByHeader))
+		rateLimit(r).Key = config.RateLimitKey(k)
+		return err
+	},
+	"rate-limit-header": func(r *Route, v string) error {
+		if !config.IsToken(v) {
+			return fmt.Errorf("%q is not a valid header name", v)
+		}
+		rateLimit(r).Header = v
+		return nil
+	},
+	"mirror-service": func(r *Route, v string) error {
+		if !isDNSLabel(v) {
+			return fmt.Errorf("%q is not a valid Service name", v)
+		}
+		mirror(r).Service = v
+		return nil
+	},
+	"mirror-percent": func(r *Route, v string) (err error) {
+		mirror(r).Percent, err = parsePercent(v)
+		return err
+	},
+	"fault-delay": func(r *Route, v string) (err error) {
+		faultDelay(r).Duration, err = parseDuration(v, 0, config.MaxFaultDelay)
+		return err
+	},
+	"fault-delay-percent": func(r *Route, v string) (err error) {
+		faultDelay(r).Percent, err = parsePercent(v)
+		return err
+	},
+	"fault-abort-status": func(r *Route, v string) (err error) {
+		faultAbort(r).Status, err = parseInt(v, 400, 599)
+		return err
+	},
+	"fault-abort-percent": func(r *Route, v string) (err error) {
+		faultAbort(r).Percent, err = parsePercent(v)
+		return err
+	},
 }
 
 func setPath(r *Route, pm *config.PathMatch, path string) error {
@@ -214,6 +451,47 @@ func redirect(r *Route) *config.Redirect {
 		r.Redirect = &config.Redirect{}
 	}
 	return r.Redirect
+}
+
+func retry(r *Route) *config.RetryPolicy {
+	if r.Retry == nil {
+		r.Retry = &config.RetryPolicy{}
+	}
+	return r.Retry
+}
+
+func rateLimit(r *Route) *config.RateLimit {
+	if r.RateLimit == nil {
+		r.RateLimit = &config.RateLimit{}
+	}
+	return r.RateLimit
+}
+
+func mirror(r *Route) *Mirror {
+	if r.Mirror == nil {
+		r.Mirror = &Mirror{}
+	}
+	return r.Mirror
+}
+
+func faultDelay(r *Route) *config.FaultDelay {
+	if r.Fault == nil {
+		r.Fault = &config.Fault{}
+	}
+	if r.Fault.Delay == nil {
+		r.Fault.Delay = &config.FaultDelay{}
+	}
+	return r.Fault.Delay
+}
+
+func faultAbort(r *Route) *config.FaultAbort {
+	if r.Fault == nil {
+		r.Fault = &config.Fault{}
+	}
+	if r.Fault.Abort == nil {
+		r.Fault.Abort = &config.FaultAbort{}
+	}
+	return r.Fault.Abort
 }
 
 func reqHeaders(r *Route) *config.HeaderMutations {

@@ -2,6 +2,7 @@ package annotations
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -178,17 +179,119 @@ func parseInt(v string, min, max int) (int, error) {
 	return n, nil
 }
 
+// parseBool takes exactly "true" or "false".
+func parseBool(v string) (bool, error) {
+	b, err := parseEnum(v, "true", "false")
+	return b == "true", err
+}
+
 // parsePositiveDuration takes Go duration strings; bare numbers are
 // ambiguous and rejected. One hour is far beyond any sane proxy timeout.
 func parsePositiveDuration(v string) (config.Duration, error) {
+	return parseDuration(v, 0, time.Hour)
+}
+
+// parseDuration takes a Go duration string from lo to hi; lo 0 means more
+// than 0s.
+func parseDuration(v string, lo, hi time.Duration) (config.Duration, error) {
 	d, err := config.ParseDuration(v)
 	if err != nil {
 		return 0, err
 	}
-	if d.D() <= 0 || d.D() > time.Hour {
-		return 0, fmt.Errorf("%q must be more than 0s and at most 1h", v)
+	if lo <= 0 && (d.D() <= 0 || d.D() > hi) {
+		return 0, fmt.Errorf("%q must be more than 0s and at most %s", v, fmtDuration(hi))
+	}
+	if d.D() < lo || d.D() > hi {
+		return 0, fmt.Errorf("%q must be between %s and %s", v, fmtDuration(lo), fmtDuration(hi))
 	}
 	return d, nil
+}
+
+// fmtDuration writes round durations as people do: 1h, 5m, not 1h0m0s.
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// percentSyntax is a plain decimal: no sign, exponent, leading dot or
+// leading zeros ("0.5", "12.5", "100").
+var percentSyntax = regexp.MustCompile(`^(0|[1-9][0-9]{0,2})(\.[0-9]{1,6})?$`)
+
+// parsePercent takes a share of requests: more than 0, at most 100, with up
+// to 6 decimals.
+func parsePercent(v string) (float64, error) {
+	if !percentSyntax.MatchString(v) {
+		return 0, fmt.Errorf("%q is not a percentage: want a plain decimal such as 10 or 0.5", v)
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 100 {
+		return 0, fmt.Errorf("%s is out of range: more than 0 and at most 100", v)
+	}
+	return f, nil
+}
+
+// parseIntList reads a comma list of distinct integers from min to max.
+func parseIntList(v string, min, max int) ([]int, error) {
+	items, err := parseList(v)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]int, 0, len(items))
+	for _, it := range items {
+		n, err := parseInt(it, min, max)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseRetryOn reads a comma list of the retry conditions the model knows.
+func parseRetryOn(v string) ([]config.RetryOn, error) {
+	items, err := parseList(v)
+	if err != nil {
+		return nil, err
+	}
+	allowed := make([]string, len(config.RetryOnValues))
+	for i, on := range config.RetryOnValues {
+		allowed[i] = string(on)
+	}
+	out := make([]config.RetryOn, 0, len(items))
+	for _, it := range items {
+		if _, err := parseEnum(it, allowed...); err != nil {
+			return nil, err
+		}
+		out = append(out, config.RetryOn(it))
+	}
+	return out, nil
+}
+
+// isGRPCServiceName accepts a fully qualified protobuf service name
+// ("grpc.health.v1.Health", "shop.v1.Cart").
+func isGRPCServiceName(s string) bool {
+	if s == "" || len(s) > config.MaxNameLen {
+		return false
+	}
+	for _, part := range strings.Split(s, ".") {
+		if part == "" {
+			return false
+		}
+		for i := 0; i < len(part); i++ {
+			c := part[i]
+			letter := c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+			if !letter && (i == 0 || c < '0' || c > '9') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 func isDNSLabel(s string) bool {

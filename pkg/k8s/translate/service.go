@@ -83,6 +83,11 @@ func (t *Translator) translateService(in *Input, svc *corev1.Service, spec *anno
 			RequestHeaders:  r.RequestHeaders,
 			ResponseHeaders: r.ResponseHeaders,
 			Timeout:         r.Timeout,
+			Streaming:       r.Streaming,
+			IdleTimeout:     r.IdleTimeout,
+			Retry:           clonePtr(r.Retry),
+			RateLimit:       clonePtr(r.RateLimit),
+			Fault:           cloneFault(r.Fault),
 		}
 		if len(route.Hosts) == 0 {
 			route.Hosts = spec.Hosts
@@ -93,9 +98,22 @@ func (t *Translator) translateService(in *Input, svc *corev1.Service, spec *anno
 		if route.Redirect == nil {
 			route.Backends = []config.Backend{{Cluster: stable.Name, Weight: intp(100)}}
 		}
+		if m := r.Mirror; m != nil && route.Redirect == nil {
+			// Before the canary: its beta routes mirror too.
+			shadow, err := t.otherServiceCluster(in, svc, port, spec, routeKey(r.Name, "mirror-service"), "mirror", m.Service)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			if !clusters[shadow.Name] {
+				clusters[shadow.Name] = true
+				f.clusters = append(f.clusters, *shadow)
+			}
+			route.Mirror = &config.Mirror{Cluster: shadow.Name, Percent: m.Percent}
+		}
 		var extra []config.Route
 		if c := spec.Canary; c != nil && route.Redirect == nil {
-			canary, err := t.canaryCluster(in, svc, port, spec)
+			canary, err := t.otherServiceCluster(in, svc, port, spec, annotations.Prefix+"canary-service", "canary", c.Service)
 			if err != nil {
 				errs = append(errs, err)
 				continue
@@ -141,7 +159,7 @@ func (t *Translator) translateService(in *Input, svc *corev1.Service, spec *anno
 		return nil, errs
 	}
 	if err := config.FinalizeFragment(f.routes, f.clusters, t.settings.Listeners); err != nil {
-		return nil, fieldErrors(err, f.routeOf)
+		return nil, fieldErrors(err, f.routeOf, f.clusters)
 	}
 	return f, nil
 }
@@ -233,6 +251,12 @@ func (t *Translator) cluster(in *Input, svc *corev1.Service, port *corev1.Servic
 		LBPolicy:       spec.LBPolicy,
 		ConnectTimeout: spec.ConnectTimeout,
 		Endpoints:      endpoints(in.Slices[NamespacedName{svc.Namespace, svc.Name}], port),
+		// Each cluster gets its own copy: defaults are filled in place.
+		CircuitBreaker:   clonePtr(spec.CircuitBreaker),
+		OutlierDetection: clonePtr(spec.OutlierDetection),
+		HealthCheck:      clonePtr(spec.HealthCheck),
+		Hash:             clonePtr(spec.Hash),
+		SlowStart:        spec.SlowStart,
 	}
 	if useTLS {
 		if c.TLS, err = backendTLS(in, svc, spec); err != nil {
@@ -265,28 +289,33 @@ func backendTLS(in *Input, svc *corev1.Service, spec *annotations.Service) (*con
 	return t, nil
 }
 
-func (t *Translator) canaryCluster(in *Input, svc *corev1.Service, stablePort *corev1.ServicePort, spec *annotations.Service) (*config.Cluster, *serviceError) {
-	key := annotations.Prefix + "canary-service"
-	name := spec.Canary.Service
+// otherServiceCluster is the cluster of Service name (same namespace) that
+// a route of svc also sends to, as its canary or its mirror (role): the
+// port of the same name as stablePort, or that Service's only port, with
+// svc's cluster settings. key is the annotation that named it.
+func (t *Translator) otherServiceCluster(in *Input, svc *corev1.Service, stablePort *corev1.ServicePort, spec *annotations.Service, key, role, name string) (*config.Cluster, *serviceError) {
 	if name == svc.Name {
-		return nil, &serviceError{Reason: ReasonInvalidAnnotation, Key: key, Msg: "a Service cannot be its own canary"}
+		return nil, &serviceError{Reason: ReasonInvalidAnnotation, Key: key, Msg: fmt.Sprintf("a Service cannot be its own %s", role)}
 	}
-	canary := in.Services[NamespacedName{svc.Namespace, name}]
-	if canary == nil {
-		return nil, &serviceError{Reason: ReasonInvalidAnnotation, Key: key, Msg: fmt.Sprintf("Service %s/%s not found (the canary must be in the same namespace)", svc.Namespace, name)}
+	other := in.Services[NamespacedName{svc.Namespace, name}]
+	if other == nil {
+		return nil, &serviceError{Reason: ReasonInvalidAnnotation, Key: key, Msg: fmt.Sprintf("Service %s/%s not found (the %s must be in the same namespace)", svc.Namespace, name, role)}
+	}
+	if other.Spec.Type == corev1.ServiceTypeExternalName {
+		return nil, &serviceError{Reason: ReasonInvalidAnnotation, Key: key, Msg: fmt.Sprintf("%s Service %s is an ExternalName Service: it has no endpoints to route to", role, name)}
 	}
 	ref := stablePort.Name
 	if ref == "" {
 		ref = strconv.Itoa(int(stablePort.Port))
 	}
-	if len(canary.Spec.Ports) == 1 {
+	if len(other.Spec.Ports) == 1 {
 		ref = "" // a single port needs no name to match
 	}
-	port, err := servicePort(canary, ref)
+	port, err := servicePort(other, ref)
 	if err != nil {
-		return nil, &serviceError{Reason: ReasonInvalidAnnotation, Key: key, Msg: fmt.Sprintf("canary Service %s: %v", name, err)}
+		return nil, &serviceError{Reason: ReasonInvalidAnnotation, Key: key, Msg: fmt.Sprintf("%s Service %s: %v", role, name, err)}
 	}
-	return t.cluster(in, canary, port, spec)
+	return t.cluster(in, other, port, spec)
 }
 
 func portLabel(p *corev1.ServicePort) string {
@@ -352,11 +381,34 @@ func endpointsFor(slices []*discoveryv1.EndpointSlice, port *corev1.ServicePort,
 
 func intp(v int) *int { return &v }
 
-var routeField = regexp.MustCompile(`^routes\[(\d+)\]\.?(.*)$`)
+// clonePtr copies a policy so each route or cluster owns the one it is
+// given (config fills defaults in place).
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	c := *p
+	return &c
+}
 
-// fieldKeys maps a model field (below routes[i]) to the annotation setting
-// that fills it.
-var fieldKeys = []struct{ field, setting string }{
+func cloneFault(f *config.Fault) *config.Fault {
+	if f == nil {
+		return nil
+	}
+	return &config.Fault{Delay: clonePtr(f.Delay), Abort: clonePtr(f.Abort)}
+}
+
+var (
+	routeField   = regexp.MustCompile(`^routes\[(\d+)\]\.?(.*)$`)
+	clusterField = regexp.MustCompile(`^clusters\[(\d+)\]\.?(.*)$`)
+)
+
+// fieldKey maps a model field to the annotation setting that fills it.
+type fieldKey struct{ field, setting string }
+
+// routeFieldKeys maps fields below routes[i]; the first match wins, so a
+// field comes before its parent.
+var routeFieldKeys = []fieldKey{
 	{"hosts", "hosts"},
 	{"match.path.prefix", "path-prefix"},
 	{"match.path.exact", "path-exact"},
@@ -383,10 +435,94 @@ var fieldKeys = []struct{ field, setting string }{
 	{"responseHeaders.remove", "response-headers-remove"},
 	{"backends", "canary-weight"},
 	{"timeout", "timeout"},
+	{"streaming", "streaming"},
+	{"idleTimeout", "idle-timeout"},
+	{"retry.attempts", "retry-attempts"},
+	{"retry.perTryTimeout", "retry-per-try-timeout"},
+	{"retry.on", "retry-on"},
+	{"retry.statusCodes", "retry-status-codes"},
+	{"retry.backoffBase", "retry-backoff-base"},
+	{"retry.backoffMax", "retry-backoff-max"},
+	{"retry.nonIdempotent", "retry-non-idempotent"},
+	{"retry.bufferLimit", "retry-buffer-limit"},
+	{"retry.budget.percent", "retry-budget-percent"},
+	{"retry.budget.minPerSecond", "retry-budget-min-per-second"},
+	{"retry", "retry-attempts"},
+	{"rateLimit.requests", "rate-limit-requests"},
+	{"rateLimit.period", "rate-limit-period"},
+	{"rateLimit.burst", "rate-limit-burst"},
+	{"rateLimit.key", "rate-limit-key"},
+	{"rateLimit.header", "rate-limit-header"},
+	{"rateLimit", "rate-limit-requests"},
+	{"mirror.percent", "mirror-percent"},
+	{"mirror", "mirror-service"},
+	{"fault.delay.percent", "fault-delay-percent"},
+	{"fault.delay", "fault-delay"},
+	{"fault.abort.percent", "fault-abort-percent"},
+	{"fault.abort", "fault-abort-status"},
+	{"fault", "fault-delay"},
 }
 
+// serviceWideSettings fill route fields but are set without a route prefix.
+var serviceWideSettings = map[string]bool{"canary-weight": true}
+
+// clusterFieldKeys maps fields below clusters[i] to the Service-wide
+// setting that fills them.
+var clusterFieldKeys = []fieldKey{
+	{"lbPolicy", "lb-policy"},
+	{"connectTimeout", "connect-timeout"},
+	{"tls.serverName", "backend-server-name"},
+	{"circuitBreaker.maxConnections", "max-connections"},
+	{"circuitBreaker.maxPendingRequests", "max-pending-requests"},
+	{"circuitBreaker.maxRequests", "max-requests"},
+	{"circuitBreaker.maxRetries", "max-retries"},
+	{"outlierDetection.consecutive5xx", "outlier-consecutive-5xx"},
+	{"outlierDetection.consecutiveGatewayErrors", "outlier-consecutive-gateway-errors"},
+	{"outlierDetection.consecutiveConnectFailures", "outlier-consecutive-connect-failures"},
+	{"outlierDetection.baseEjectionTime", "outlier-base-ejection-time"},
+	{"outlierDetection.maxEjectionTime", "outlier-max-ejection-time"},
+	{"outlierDetection.maxEjectionPercent", "outlier-max-ejection-percent"},
+	{"outlierDetection", "outlier-consecutive-5xx"},
+	{"healthCheck.type", "health-check-type"},
+	{"healthCheck.path", "health-check-path"},
+	{"healthCheck.expectedStatuses", "health-check-expected-statuses"},
+	{"healthCheck.service", "health-check-grpc-service"},
+	{"healthCheck.interval", "health-check-interval"},
+	{"healthCheck.timeout", "health-check-timeout"},
+	{"healthCheck.healthyThreshold", "health-check-healthy-threshold"},
+	{"healthCheck.unhealthyThreshold", "health-check-unhealthy-threshold"},
+	{"healthCheck", "health-check-type"},
+	{"hash.header", "hash-header"},
+	{"hash.cookie", "hash-cookie"},
+	{"hash", "lb-policy"},
+	{"slowStart", "slow-start"},
+}
+
+func lookupSetting(table []fieldKey, sub string) string {
+	for _, fk := range table {
+		if sub == fk.field || strings.HasPrefix(sub, fk.field+".") || strings.HasPrefix(sub, fk.field+"[") {
+			return fk.setting
+		}
+	}
+	return ""
+}
+
+// modelWords rewrites the model's field names in validation messages into
+// the annotation keys a team writes.
+var modelWords = strings.NewReplacer(
+	"maxConnections", "max-connections",
+	"maxRequests", "max-requests",
+	"backoffBase", "retry-backoff-base",
+	"baseEjectionTime", "outlier-base-ejection-time",
+	"lbPolicy maglev", "lb-policy maglev",
+	"(header, cookie or sourceIP)", "(hash-header, hash-cookie or hash-source-ip)",
+	"with protocol h2c", "with protocol h2c (ServicePort appProtocol grpc or kubernetes.io/h2c)",
+)
+
 // fieldErrors turns model validation errors into errors on annotation keys.
-func fieldErrors(err error, routeOf []string) []*serviceError {
+// clusters are the fragment's, to name the cluster a Service-wide setting
+// failed on when there are several (ports, canary, mirror).
+func fieldErrors(err error, routeOf []string, clusters []config.Cluster) []*serviceError {
 	var fes config.Errors
 	if !errors.As(err, &fes) {
 		return []*serviceError{{Reason: ReasonInvalidAnnotation, Msg: err.Error()}}
@@ -400,17 +536,29 @@ func fieldErrors(err error, routeOf []string) []*serviceError {
 			if i < len(routeOf) {
 				route = routeOf[i]
 			}
-			for _, fk := range fieldKeys {
-				if m[2] == fk.field || strings.HasPrefix(m[2], fk.field+".") || strings.HasPrefix(m[2], fk.field+"[") {
-					se.Key = routeKey(route, fk.setting)
-					if fk.setting == "canary-weight" { // a Service-wide key
-						se.Key = annotations.Prefix + fk.setting
-					}
-					break
+			if setting := lookupSetting(routeFieldKeys, m[2]); setting != "" {
+				se.Key = routeKey(route, setting)
+				if serviceWideSettings[setting] {
+					se.Key = annotations.Prefix + setting
 				}
-			}
-			if se.Key == "" {
+				se.Msg = modelWords.Replace(fe.Reason)
+			} else {
 				se.Msg = fmt.Sprintf("route %s: %s", route, fe.Error())
+			}
+		} else if m := clusterField.FindStringSubmatch(fe.Path); m != nil {
+			i, _ := strconv.Atoi(m[1])
+			name := fe.Path
+			if i < len(clusters) {
+				name = clusters[i].Name
+			}
+			if setting := lookupSetting(clusterFieldKeys, m[2]); setting != "" {
+				se.Key = annotations.Prefix + setting
+				se.Msg = modelWords.Replace(fe.Reason)
+				if len(clusters) > 1 {
+					se.Msg = "cluster " + name + ": " + se.Msg
+				}
+			} else {
+				se.Msg = fmt.Sprintf("cluster %s: %s: %s", name, m[2], fe.Reason)
 			}
 		} else {
 			se.Msg = fe.Error()

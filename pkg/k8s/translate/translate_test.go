@@ -346,3 +346,190 @@ func TestL4Mode(t *testing.T) {
 		t.Fatalf("merge: %v", err)
 	}
 }
+
+func TestTrafficPolicy(t *testing.T) {
+	w := newWorld()
+	w.service("shop", "web", 0, map[string]string{
+		"edge-agent.io/hosts":                          "shop.example.com",
+		"edge-agent.io/timeout":                        "20s",
+		"edge-agent.io/idle-timeout":                   "1m",
+		"edge-agent.io/retry-attempts":                 "2",
+		"edge-agent.io/retry-on":                       "gateway-error,retriable-status-codes",
+		"edge-agent.io/retry-status-codes":             "429",
+		"edge-agent.io/retry-per-try-timeout":          "5s",
+		"edge-agent.io/retry-non-idempotent":           "true",
+		"edge-agent.io/rate-limit-requests":            "100",
+		"edge-agent.io/rate-limit-key":                 "clientIP",
+		"edge-agent.io/mirror-service":                 "web-shadow",
+		"edge-agent.io/mirror-percent":                 "0.5",
+		"edge-agent.io/fault-abort-status":             "503",
+		"edge-agent.io/fault-abort-percent":            "0.1",
+		"edge-agent.io/canary-service":                 "web-v2",
+		"edge-agent.io/canary-weight":                  "10",
+		"edge-agent.io/canary-header":                  "X-Beta: yes",
+		"edge-agent.io/events.path-prefix":             "/events",
+		"edge-agent.io/events.streaming":               "true",
+		"edge-agent.io/lb-policy":                      "maglev",
+		"edge-agent.io/hash-header":                    "X-User",
+		"edge-agent.io/slow-start":                     "1m",
+		"edge-agent.io/max-connections":                "100",
+		"edge-agent.io/max-pending-requests":           "10",
+		"edge-agent.io/max-requests":                   "500",
+		"edge-agent.io/max-retries":                    "5",
+		"edge-agent.io/outlier-consecutive-5xx":        "7",
+		"edge-agent.io/outlier-base-ejection-time":     "10s",
+		"edge-agent.io/health-check-type":              "http",
+		"edge-agent.io/health-check-path":              "/ready",
+		"edge-agent.io/health-check-expected-statuses": "200,204",
+	})
+	w.service("shop", "web-shadow", 1, nil)
+	w.service("shop", "web-v2", 2, nil)
+	w.slice("shop", "web-shadow", "http", 8080, ep{"10.0.9.1", true, false})
+	res := New(config.Kubernetes{}).Translate(w.in)
+	if st := status(t, res, "shop", "web"); st.State != StateServing || len(st.Problems) != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	def := route(res, "k8s:shop/web/default")
+	if def == nil {
+		t.Fatalf("routes = %+v", res.Routes)
+	}
+	if def.Streaming || def.IdleTimeout.D() != time.Minute || def.Timeout.D() != 20*time.Second {
+		t.Errorf("timeouts = %+v", def)
+	}
+	rp := def.Retry
+	if rp == nil || rp.Attempts != 2 || rp.PerTryTimeout.D() != 5*time.Second || !rp.NonIdempotent ||
+		len(rp.On) != 2 || rp.On[1] != config.RetryStatusCodes || len(rp.StatusCodes) != 1 || rp.StatusCodes[0] != 429 {
+		t.Fatalf("retry = %+v", rp)
+	}
+	// Config defaults fill what the annotations left out.
+	if rp.BackoffBase.D() != config.DefaultRetryBackoffBase || rp.BufferLimit != config.DefaultRetryBufferLimit || rp.Budget.Percent != config.DefaultRetryBudgetPercent {
+		t.Errorf("retry defaults = %+v", rp)
+	}
+	if rl := def.RateLimit; rl == nil || rl.Requests != 100 || rl.Burst != 100 || rl.Key != config.RateLimitByClientIP || rl.Period.D() != time.Second {
+		t.Errorf("rate limit = %+v", def.RateLimit)
+	}
+	// The mirror is the other Service's cluster, like the canary.
+	if m := def.Mirror; m == nil || *m != (config.Mirror{Cluster: "k8s:shop/web-shadow:http", Percent: 0.5}) {
+		t.Errorf("mirror = %+v", def.Mirror)
+	}
+	if f := def.Fault; f == nil || f.Delay != nil || f.Abort == nil || *f.Abort != (config.FaultAbort{Status: 503, Percent: 0.1}) {
+		t.Errorf("fault = %+v", def.Fault)
+	}
+	if beta := route(res, "k8s:shop/web/default/canary-header"); beta == nil || beta.Mirror == nil || beta.Retry == nil || beta.Backends[0].Cluster != "k8s:shop/web-v2:http" {
+		t.Errorf("canary beta route = %+v", beta)
+	}
+	// Policies belong to the route that set them.
+	if ev := route(res, "k8s:shop/web/events"); ev == nil || !ev.Streaming || ev.Retry != nil || ev.RateLimit != nil || ev.Mirror != nil || ev.Fault != nil || ev.IdleTimeout.D() != config.DefaultStreamIdleTimeout {
+		t.Errorf("events route = %+v", ev)
+	}
+	// Every cluster of the Service (its own, the canary's, the mirror's)
+	// gets the Service's cluster policies.
+	for _, name := range []string{"k8s:shop/web:http", "k8s:shop/web-v2:http", "k8s:shop/web-shadow:http"} {
+		c := cluster(res, name)
+		if c == nil {
+			t.Fatalf("no cluster %s in %+v", name, res.Clusters)
+		}
+		if c.LBPolicy != config.LBMaglev || c.Hash == nil || *c.Hash != (config.HashPolicy{Header: "X-User"}) || c.SlowStart.D() != time.Minute {
+			t.Errorf("%s: lb = %s %+v %s", name, c.LBPolicy, c.Hash, c.SlowStart.D())
+		}
+		if b := c.CircuitBreaker; b == nil || *b != (config.CircuitBreaker{MaxConnections: 100, MaxPendingRequests: 10, MaxRequests: 500, MaxRetries: 5}) {
+			t.Errorf("%s: circuit breaker = %+v", name, c.CircuitBreaker)
+		}
+		o := c.OutlierDetection
+		if o == nil || *o.Consecutive5xx != 7 || *o.ConsecutiveConnectFailures != config.DefaultOutlierConsecutiveConn || o.BaseEjectionTime.D() != 10*time.Second || o.MaxEjectionTime.D() != config.DefaultOutlierMaxEjectionTime {
+			t.Errorf("%s: outlier detection = %+v", name, o)
+		}
+		h := c.HealthCheck
+		if h == nil || h.Type != config.HealthCheckHTTP || h.Path != "/ready" || len(h.ExpectedStatuses) != 2 || h.Interval.D() != config.DefaultHealthCheckInterval {
+			t.Errorf("%s: health check = %+v", name, h)
+		}
+	}
+	// Each cluster owns its policies.
+	if a, b := cluster(res, "k8s:shop/web:http"), cluster(res, "k8s:shop/web-shadow:http"); a.HealthCheck == b.HealthCheck || a.CircuitBreaker == b.CircuitBreaker {
+		t.Error("clusters share policy structs")
+	}
+	if c := cluster(res, "k8s:shop/web-shadow:http"); len(c.Endpoints) != 1 || c.Endpoints[0].Address != "10.0.9.1:8080" {
+		t.Errorf("shadow endpoints = %+v", c.Endpoints)
+	}
+	base := &config.Config{Listeners: []config.Listener{{Name: "http", Address: "127.0.0.1:8080"}}}
+	if err := config.Finalize(base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merge(base, res); err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+}
+
+func TestInvalidPolicyDropsOnlyThatService(t *testing.T) {
+	w := newWorld()
+	grpcPort := corev1.ServicePort{Name: "grpc", Port: 9000, AppProtocol: strp("grpc")}
+	w.service("shop", "good", 0, map[string]string{"edge-agent.io/hosts": "good.example.com", "edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-per-try-timeout": "5s"})
+	w.service("shop", "per-try", 1, map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timeout": "10s",
+		"edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-per-try-timeout": "20s"})
+	w.service("shop", "per-try-default", 1, map[string]string{"edge-agent.io/hosts": "b.example.com",
+		"edge-agent.io/api.path-prefix": "/api", "edge-agent.io/api.retry-attempts": "2", "edge-agent.io/api.retry-per-try-timeout": "30s"})
+	w.service("shop", "sticky", 1, map[string]string{"edge-agent.io/hosts": "c.example.com", "edge-agent.io/lb-policy": "maglev"})
+	w.service("shop", "grpc-check", 1, map[string]string{"edge-agent.io/hosts": "d.example.com", "edge-agent.io/health-check-type": "grpc"})
+	w.service("shop", "h2-breaker", 1, map[string]string{"edge-agent.io/hosts": "e.example.com", "edge-agent.io/max-connections": "10"}, grpcPort)
+	w.service("shop", "grpc-mirror", 1, map[string]string{"edge-agent.io/hosts": "f.example.com", "edge-agent.io/health-check-type": "grpc",
+		"edge-agent.io/mirror-service": "plain-shadow"}, grpcPort)
+	w.service("shop", "plain-shadow", 1, nil, corev1.ServicePort{Name: "grpc", Port: 9000})
+	w.service("shop", "mirror-gone", 1, map[string]string{"edge-agent.io/hosts": "g.example.com", "edge-agent.io/mirror-service": "gone"})
+	w.service("shop", "mirror-self", 1, map[string]string{"edge-agent.io/hosts": "h.example.com", "edge-agent.io/mirror-service": "mirror-self"})
+	w.service("shop", "bad-value", 1, map[string]string{"edge-agent.io/hosts": "i.example.com", "edge-agent.io/retry-attempts": "2", "edge-agent.io/retry-on": "5xx,always"})
+	res := New(config.Kubernetes{}).Translate(w.in)
+	for _, tc := range []struct{ name, msg string }{
+		{"per-try", "edge-agent.io/retry-per-try-timeout: must be between 0 (the route timeout) and the route timeout 10s, got 20s"},
+		{"per-try-default", "edge-agent.io/api.retry-per-try-timeout: must be between 0 (the route timeout) and the route timeout 15s, got 30s"},
+		{"sticky", "edge-agent.io/lb-policy: maglev needs what to hash"},
+		{"grpc-check", "edge-agent.io/health-check-type: grpc health checks need a cluster with protocol h2c (ServicePort appProtocol grpc or kubernetes.io/h2c)"},
+		{"h2-breaker", "edge-agent.io/max-connections: applies to http1 clusters (h2c multiplexes one connection per endpoint); use max-requests"},
+		{"grpc-mirror", "edge-agent.io/health-check-type: cluster k8s:shop/plain-shadow:grpc: grpc health checks need a cluster with protocol h2c"},
+		{"mirror-gone", "edge-agent.io/mirror-service: Service shop/gone not found (the mirror must be in the same namespace)"},
+		{"mirror-self", "edge-agent.io/mirror-service: a Service cannot be its own mirror"},
+		{"bad-value", `edge-agent.io/retry-on: "always" is not one of`},
+	} {
+		st := status(t, res, "shop", tc.name)
+		if st.State != StateNotServing || len(st.Problems) != 1 || st.Problems[0].Reason != ReasonInvalidAnnotation || !strings.HasPrefix(st.Problems[0].Message, tc.msg) {
+			t.Errorf("%s: status = %+v", tc.name, st)
+		}
+		if len(st.Routes) != 0 {
+			t.Errorf("%s: serves %v", tc.name, st.Routes)
+		}
+	}
+	if st := status(t, res, "shop", "good"); st.State != StateServing || len(st.Problems) != 0 {
+		t.Fatalf("good status = %+v", st)
+	}
+	if r := route(res, "k8s:shop/good/default"); r == nil || r.Retry == nil || r.Retry.PerTryTimeout.D() != 5*time.Second {
+		t.Fatalf("good route = %+v", r)
+	}
+	if len(res.Routes) != 1 || len(res.Clusters) != 1 {
+		t.Fatalf("only the good Service serves: routes %d clusters %d", len(res.Routes), len(res.Clusters))
+	}
+	base := &config.Config{Listeners: []config.Listener{{Name: "http", Address: "127.0.0.1:8080"}}}
+	if err := config.Finalize(base); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Merge(base, res); err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+}
+
+func TestInvalidPolicyKeepsLastGood(t *testing.T) {
+	w := newWorld()
+	a := w.service("team-a", "a", 0, map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/rate-limit-requests": "10"})
+	tr := New(config.Kubernetes{})
+	tr.Translate(w.in)
+	a.Annotations = map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/rate-limit-requests": "10", "edge-agent.io/lb-policy": "maglev"}
+	res := tr.Translate(w.in)
+	st := status(t, res, "team-a", "a")
+	if st.State != StateServingLastGood || len(st.Problems) != 1 || !strings.HasPrefix(st.Problems[0].Message, "edge-agent.io/lb-policy: ") {
+		t.Fatalf("status = %+v", st)
+	}
+	if r := route(res, "k8s:team-a/a/default"); r == nil || r.RateLimit == nil || r.RateLimit.Requests != 10 {
+		t.Fatalf("last good route = %+v", r)
+	}
+	if c := cluster(res, "k8s:team-a/a:http"); c == nil || c.LBPolicy != config.LBRoundRobin {
+		t.Fatalf("last good cluster = %+v", c)
+	}
+}

@@ -103,7 +103,7 @@ func serve(ctx context.Context, st *State, ls *listenerState, req *message.Reque
 	ct, _ := req.Headers.Get("content-type")
 	s.web, s.webText = grpcWebType(ct)
 	s.grpc = s.web || (req.ProtoMajor == 2 && grpcType(ct))
-	s.cors, s.extra = s.cors[:0], s.extra[:0]
+	s.cors, s.extra, s.num = s.cors[:0], s.extra[:0], s.num[:0]
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid
 	return info
@@ -281,7 +281,9 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 		return withRoute(res, info)
 	}
 	resp := &x.Response
-	resp.Headers = append(append(responseHeaders(route, resp.Headers, st, rid, s), s.cors...), s.extra...)
+	// Keep the grown slice in s.resp, so the next request reuses it.
+	s.resp = append(append(responseHeaders(route, resp.Headers, st, rid, s), s.cors...), s.extra...)
+	resp.Headers = s.resp
 	if s.web && resp.Status == 200 {
 		grpcWebResponse(resp, s.webText)
 	}

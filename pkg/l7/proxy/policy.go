@@ -370,10 +370,7 @@ func (p *rateLimitPolicy) check(req *message.Request, remoteIP []byte, s *scratc
 		}
 	}
 	d := p.limiter.Allow(key, time.Now())
-	s.num = s.num[:0]
-	s.num = strconv.AppendInt(s.num, int64(d.Limit), 10)
-	limit := s.num[len(s.num)-len(strconv.Itoa(d.Limit)):]
-	s.extra = append(s.extra, message.Header{Name: hdrRLLimit, Value: limit})
+	s.extra = appendIntHeader(s, hdrRLLimit, int64(d.Limit))
 	s.extra = appendIntHeader(s, hdrRLRemaining, int64(d.Remaining))
 	s.extra = appendIntHeader(s, hdrRLReset, ceilSeconds(d.Reset))
 	if !d.Allowed {

@@ -165,3 +165,29 @@ var benchBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b
 
 func (bufPool) Get() []byte  { return *benchBufs.Get().(*[]byte) }
 func (bufPool) Put(b []byte) { benchBufs.Put(&b) }
+
+// BenchmarkPolicies compares, in one run, a route without policies and one
+// with every policy that leaves what is sent unchanged (retries with a
+// budget, rate limit, circuit breakers, outlier detection, active health
+// checks, slow start, maglev). Report the ns/op ratio.
+func BenchmarkPolicies(b *testing.B) {
+	for _, tc := range []struct{ name, route, cluster string }{
+		{"none", "", ""},
+		{"all", `, retry: {attempts: 2, perTryTimeout: 1s}, rateLimit: {requests: 1000000, key: clientIP}, idleTimeout: 30s`,
+			`, circuitBreaker: {maxConnections: 100000, maxPendingRequests: 1000, maxRequests: 100000, maxRetries: 1000},
+  outlierDetection: {consecutive5xx: 5}, healthCheck: {type: tcp, interval: 1s}, slowStart: 10s,
+  lbPolicy: maglev, hash: {header: User-Agent}`},
+	} {
+		b.Run(tc.name+"/conns=64", func(b *testing.B) {
+			up := rawBackend(b)
+			e := startProxy(b, fmt.Sprintf(`
+server: {accessLog: false}
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, match: {path: {prefix: /}}, backends: [{cluster: c}]%s}]
+clusters: [{name: c, endpoints: [{address: %s}]%s}]
+`, tc.route, up, tc.cluster))
+			b.ReportAllocs()
+			runClients(b, e.addr, 64)
+		})
+	}
+}
