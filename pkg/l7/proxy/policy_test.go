@@ -672,3 +672,41 @@ clusters: [{name: c, outlierDetection: {consecutiveConnectFailures: 3, baseEject
 		t.Fatal("the restarted endpoint got no traffic")
 	}
 }
+
+// max_retries: with one retry in flight, another failed attempt is not
+// retried; its answer goes back as is and the breaker counts it.
+func TestCircuitBreakerMaxRetries(t *testing.T) {
+	bad, hang := newFlaky(t, "bad"), newFlaky(t, "hang")
+	bad.set(modeFail)
+	hang.set(modeHang)
+	e := startProxy(t, fmt.Sprintf(`
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, timeout: 10s, backends: [{cluster: c}], retry: {attempts: 1, on: [gateway-error]}}]
+clusters: [{name: c, lbPolicy: round_robin, circuitBreaker: {maxRetries: 1}, endpoints: [{address: %s}, {address: %s}]}]
+`, bad.addr, hang.addr))
+	c := client()
+	done := make(chan int, 1)
+	go func() { // bad, then its retry hangs on the other endpoint
+		code, _, _, _, _ := call(c, "GET", e.url("/"), nil, nil)
+		done <- code
+	}()
+	waitUntil(t, 5*time.Second, func() bool { return hang.hits.Load() == 1 }, "the first retry never reached the hanging endpoint")
+	var code int
+	var h http.Header
+	for range 4 { // round robin: some of these start on the failing endpoint
+		code, _, _, h, _ = call(c, "GET", e.url("/"), nil, nil)
+		if code == 503 {
+			break
+		}
+	}
+	if code != 503 || h.Get("Edge-Agent-Attempts") != "1" {
+		t.Fatalf("while a retry is in flight: %d attempts %q, want the failed attempt's 503 unretried", code, h.Get("Edge-Agent-Attempts"))
+	}
+	if v := metricValue(t, e, "edge_agent_circuit_breaker_overflows_total", "c", "max_retries"); v < 1 {
+		t.Fatalf("max_retries overflows %v", v)
+	}
+	hang.unblock()
+	if code := <-done; code != 200 {
+		t.Fatalf("retried request: %d", code)
+	}
+}
