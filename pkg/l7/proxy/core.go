@@ -177,8 +177,9 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 	if route.rewrite != nil && route.rewrite.Host != "" {
 		out.Host = []byte(route.rewrite.Host)
 	}
+	bounded := true // the route timeout covers the response body
 	if s.grpc {
-		out.Headers, out.Timeout = grpcDeadline(out.Headers, route.timeout)
+		out.Headers, out.Timeout, bounded = grpcDeadline(out.Headers, route.timeout)
 	}
 	if s.web {
 		grpcWebRequest(out, s.webText)
@@ -189,7 +190,7 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 	fe.continueBody()
 	now := time.Now()
 	deadline := now.Add(out.Timeout)
-	if !route.streaming && req.Upgrade == nil {
+	if bounded && !route.streaming && req.Upgrade == nil {
 		out.Deadline = deadline
 	}
 	rp := route.retry

@@ -77,7 +77,12 @@ func formatGRPCTimeout(d time.Duration) []byte {
 // sent is lowered to the route's, so the server gives up when the proxy
 // does. Calls without grpc-timeout get none added: a long stream whose
 // headers arrived in time must not be cut by the server.
-func grpcDeadline(hs message.Headers, routeTimeout time.Duration) (message.Headers, time.Duration) {
+//
+// hasDeadline says the call carries a valid grpc-timeout: the whole call
+// is then bounded by the result. A call without one (a long-lived stream,
+// typically) is bounded by the route timeout only up to its response
+// headers, as on a streaming route.
+func grpcDeadline(hs message.Headers, routeTimeout time.Duration) (_ message.Headers, _ time.Duration, hasDeadline bool) {
 	for i := range hs {
 		if !message.EqualFold(hs[i].Name, "grpc-timeout") {
 			continue
@@ -85,15 +90,15 @@ func grpcDeadline(hs message.Headers, routeTimeout time.Duration) (message.Heade
 		d, ok := parseGRPCTimeout(hs[i].Value)
 		if !ok {
 			// Unparsable: gRPC servers ignore it too; the route timeout holds.
-			return hs, routeTimeout
+			return hs, routeTimeout, false
 		}
 		if routeTimeout > 0 && d > routeTimeout {
 			hs[i].Value = formatGRPCTimeout(routeTimeout)
-			return hs, routeTimeout
+			return hs, routeTimeout, true
 		}
-		return hs, d
+		return hs, d, true
 	}
-	return hs, routeTimeout
+	return hs, routeTimeout, false
 }
 
 // grpcCode maps the proxy's own answers to gRPC status codes, after the

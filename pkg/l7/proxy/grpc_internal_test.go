@@ -33,20 +33,20 @@ func TestGRPCTimeoutValues(t *testing.T) {
 
 func TestGRPCDeadlineCap(t *testing.T) {
 	hs := message.Headers{{Name: []byte("grpc-timeout"), Value: []byte("10S")}}
-	out, d := grpcDeadline(hs, 2*time.Second)
-	if d != 2*time.Second || string(out[0].Value) != "2000m" {
-		t.Errorf("capped: %v %q", d, out[0].Value)
+	out, d, bounded := grpcDeadline(hs, 2*time.Second)
+	if d != 2*time.Second || string(out[0].Value) != "2000m" || !bounded {
+		t.Errorf("capped: %v %q %v", d, out[0].Value, bounded)
 	}
 	hs = message.Headers{{Name: []byte("grpc-timeout"), Value: []byte("100m")}}
-	if out, d := grpcDeadline(hs, 2*time.Second); d != 100*time.Millisecond || string(out[0].Value) != "100m" {
-		t.Errorf("shorter client deadline: %v %q", d, out[0].Value)
+	if out, d, bounded := grpcDeadline(hs, 2*time.Second); d != 100*time.Millisecond || string(out[0].Value) != "100m" || !bounded {
+		t.Errorf("shorter client deadline: %v %q %v", d, out[0].Value, bounded)
 	}
-	if out, d := grpcDeadline(nil, 2*time.Second); d != 2*time.Second || len(out) != 0 {
-		t.Errorf("no grpc-timeout: %v %v (none must be added)", d, out)
+	if out, d, bounded := grpcDeadline(nil, 2*time.Second); d != 2*time.Second || len(out) != 0 || bounded {
+		t.Errorf("no grpc-timeout: %v %v %v (none must be added; the body is not bounded)", d, out, bounded)
 	}
 	hs = message.Headers{{Name: []byte("Grpc-Timeout"), Value: []byte("bogus")}}
-	if _, d := grpcDeadline(hs, 2*time.Second); d != 2*time.Second {
-		t.Errorf("unparsable: %v", d)
+	if _, d, bounded := grpcDeadline(hs, 2*time.Second); d != 2*time.Second || bounded {
+		t.Errorf("unparsable: %v %v", d, bounded)
 	}
 }
 

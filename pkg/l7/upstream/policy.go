@@ -289,6 +289,10 @@ func (c *Cluster) Report(e *Endpoint, o Outcome) {
 	if od == nil || e == nil {
 		return
 	}
+	switch o.Failure {
+	case Canceled, BadRequestBody, Overflow, NoEndpoints:
+		return // says nothing about the endpoint
+	}
 	local := o.Failure == ConnectFailure || o.Failure == Reset || o.Failure == Timeout || o.Failure == ProtocolError
 	gateway := local || o.Status == 502 || o.Status == 503 || o.Status == 504
 	fivexx := local || o.Status >= 500
