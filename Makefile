@@ -60,6 +60,11 @@ bench-steer:
 bench-grpc: build
 	hack/bench/grpc.sh
 
+## bench-policy: wrk on a route with every traffic policy vs one without, one agent (ratio)
+.PHONY: bench-policy
+bench-policy: build
+	hack/bench/policy.sh
+
 ## deps: Debian packages the tests and benchmarks use
 deps:
 	hack/install-deps.sh
