@@ -30,6 +30,29 @@ func (hs Headers) Get(name string) ([]byte, bool) {
 	return nil, false
 }
 
+// Cookies yields the name and value of every pair in every Cookie header
+// (RFC 6265 "name=value; ..."; a quoted value is unquoted).
+func (hs Headers) Cookies(yield func(name, value []byte) bool) {
+	for i := range hs {
+		if !equalFold(hs[i].Name, "cookie") {
+			continue
+		}
+		c := hs[i].Value
+		for len(c) > 0 {
+			var pair []byte
+			if j := bytes.IndexByte(c, ';'); j >= 0 {
+				pair, c = c[:j], c[j+1:]
+			} else {
+				pair, c = c, nil
+			}
+			k, v, _ := bytes.Cut(bytes.TrimSpace(pair), []byte("="))
+			if !yield(k, bytes.Trim(v, `"`)) {
+				return
+			}
+		}
+	}
+}
+
 // Has reports whether name is present.
 func (hs Headers) Has(name string) bool {
 	_, ok := hs.Get(name)

@@ -501,22 +501,9 @@ func hashKey(hp *config.HashPolicy, req *message.Request, remoteIP []byte) (uint
 
 // cookieValue finds name's value in the Cookie headers.
 func cookieValue(hs message.Headers, name string) ([]byte, bool) {
-	for i := range hs {
-		if !message.EqualFold(hs[i].Name, "cookie") {
-			continue
-		}
-		c := hs[i].Value
-		for len(c) > 0 {
-			var pair []byte
-			if j := bytes.IndexByte(c, ';'); j >= 0 {
-				pair, c = c[:j], c[j+1:]
-			} else {
-				pair, c = c, nil
-			}
-			k, v, _ := bytes.Cut(bytes.TrimSpace(pair), []byte("="))
-			if string(k) == name {
-				return bytes.Trim(v, `"`), true
-			}
+	for k, v := range hs.Cookies {
+		if string(k) == name {
+			return v, true
 		}
 	}
 	return nil, false

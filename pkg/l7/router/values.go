@@ -145,23 +145,9 @@ func unhex(c byte) int {
 
 // matchCookie looks through every Cookie header's "name=value" pairs.
 func matchCookie(m *valueMatcher, hs message.Headers) bool {
-	for i := range hs {
-		if !message.EqualFold(hs[i].Name, "cookie") {
-			continue
-		}
-		c := hs[i].Value
-		for len(c) > 0 {
-			var pair []byte
-			if j := bytes.IndexByte(c, ';'); j >= 0 {
-				pair, c = c[:j], c[j+1:]
-			} else {
-				pair, c = c, nil
-			}
-			pair = bytes.TrimSpace(pair)
-			k, v, _ := bytes.Cut(pair, []byte("="))
-			if string(k) == m.name && m.matches(bytes.Trim(v, `"`)) {
-				return true
-			}
+	for k, v := range hs.Cookies {
+		if string(k) == m.name && m.matches(v) {
+			return true
 		}
 	}
 	return false

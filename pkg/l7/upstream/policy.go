@@ -57,13 +57,7 @@ type policyStats struct {
 // StartRequest takes a slot in the max_requests breaker; false means the
 // breaker is full and the request must be answered at once.
 func (c *Cluster) StartRequest() bool {
-	n := c.state.requests.Add(1)
-	if c.limits.maxRequests > 0 && n > c.limits.maxRequests {
-		c.state.requests.Add(-1)
-		c.Overflowed(BreakerMaxRequests)
-		return false
-	}
-	return true
+	return c.take(&c.state.requests, c.limits.maxRequests, BreakerMaxRequests)
 }
 
 // EndRequest gives back the slot StartRequest took.
@@ -71,17 +65,21 @@ func (c *Cluster) EndRequest() { c.state.requests.Add(-1) }
 
 // StartRetry takes a slot in the max_retries breaker.
 func (c *Cluster) StartRetry() bool {
-	n := c.state.retries.Add(1)
-	if c.limits.maxRetries > 0 && n > c.limits.maxRetries {
-		c.state.retries.Add(-1)
-		c.Overflowed(BreakerMaxRetries)
-		return false
-	}
-	return true
+	return c.take(&c.state.retries, c.limits.maxRetries, BreakerMaxRetries)
 }
 
 // EndRetry gives back the slot StartRetry took.
 func (c *Cluster) EndRetry() { c.state.retries.Add(-1) }
+
+// take counts one more in n unless that passes limit (0: none).
+func (c *Cluster) take(n *atomic.Int64, limit int64, breaker string) bool {
+	if v := n.Add(1); limit > 0 && v > limit {
+		n.Add(-1)
+		c.Overflowed(breaker)
+		return false
+	}
+	return true
+}
 
 // Overflowed counts a request refused by breaker.
 func (c *Cluster) Overflowed(breaker string) {
