@@ -27,6 +27,7 @@ const (
 // applyDefaults fills empty fields in place; it runs before validation so the
 // validated snapshot shows the effective values on /debug/config.
 func applyDefaults(c *Config) {
+	applySecurityDefaults(c)
 	setStr(&c.Admin.Address, DefaultAdminAddress)
 	setDur(&c.Server.DrainTimeout, DefaultDrainTimeout)
 	setDur(&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)

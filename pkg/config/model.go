@@ -16,6 +16,8 @@ type Config struct {
 	L4 L4 `yaml:"l4" json:"l4"`
 	// Steering hands L7 connections to the proxy's one socket in the kernel.
 	Steering Steering `yaml:"steering" json:"steering"`
+	// Security is node-wide protection and the defaults routes inherit.
+	Security Security `yaml:"security" json:"security"`
 	// Kubernetes configures the Kubernetes source (`edge-agent run
 	// --kubeconfig` or in-cluster); standalone mode ignores it.
 	Kubernetes Kubernetes `yaml:"kubernetes" json:"kubernetes"`
@@ -99,6 +101,10 @@ type Listener struct {
 	// need steering.enabled: the kernel hands their connections to the
 	// proxy, so no socket is bound per address.
 	Steer []string `yaml:"steer" json:"steer,omitempty"`
+	// ProxyProtocol requires a PROXY protocol v1 or v2 header on every
+	// connection (from a load balancer in front); its source address is
+	// then the client's.
+	ProxyProtocol bool `yaml:"proxyProtocol" json:"proxyProtocol"`
 }
 
 // TCPProxy forwards a tcp listener's connections to a cluster's
@@ -208,6 +214,18 @@ type Route struct {
 	Mirror *Mirror `yaml:"mirror,omitempty" json:"mirror,omitempty"`
 	// Fault injects delays and aborts.
 	Fault *Fault `yaml:"fault,omitempty" json:"fault,omitempty"`
+
+	// Access control, in this order: IP rules, API keys, basic auth, JWT,
+	// external authorization, WAF.
+	IPRules   *IPRules   `yaml:"ipRules,omitempty" json:"ipRules,omitempty"`
+	APIKeys   *APIKeys   `yaml:"apiKeys,omitempty" json:"apiKeys,omitempty"`
+	BasicAuth *BasicAuth `yaml:"basicAuth,omitempty" json:"basicAuth,omitempty"`
+	JWT       *JWTAuth   `yaml:"jwt,omitempty" json:"jwt,omitempty"`
+	// ExtAuth overrides security.extAuth for this route, or bypasses it.
+	ExtAuth *ExtAuth `yaml:"extAuth,omitempty" json:"extAuth,omitempty"`
+	WAF     *WAF     `yaml:"waf,omitempty" json:"waf,omitempty"`
+	// MaxBodyBytes bounds the request body (0: security.maxBodyBytes).
+	MaxBodyBytes int64 `yaml:"maxBodyBytes" json:"maxBodyBytes"`
 	// WebSocket bounds WebSocket (Upgrade) tunnels on this route; the
 	// request timeout never applies to an established tunnel.
 	WebSocket WebSocket `yaml:"websocket" json:"websocket"`

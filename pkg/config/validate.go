@@ -33,6 +33,11 @@ func Validate(c *Config) error {
 	validateSteering(&e, c)
 	clusters := validateClusters(&e, c.Clusters)
 	validateRoutes(&e, c.Routes, listeners, clusters)
+	protocols := map[string]UpstreamProtocol{}
+	for _, cl := range c.Clusters {
+		protocols[cl.Name] = cl.Protocol
+	}
+	validateSecurity(&e, c, clusters, protocols)
 	for i, l := range c.Listeners {
 		if l.TLS != nil {
 			for j, pt := range l.TLS.Passthrough {
