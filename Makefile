@@ -6,7 +6,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 PKGS     := ./...
 
-.PHONY: all build test unit lint generate run bench bench-kube clean deps kube-testenv
+.PHONY: all build test unit lint generate run bench bench-kube clean deps kube-testenv fuzz
 
 all: build
 
@@ -30,8 +30,15 @@ kube-testenv:
 unit: kube-testenv
 	KUBE_TESTENV_DIR=$$(hack/kube/build.sh) $(GO) test -race -count=1 -timeout 15m $(PKGS)
 
+## fuzz: the request-head parser and the path normalizer, briefly (seed
+## corpus in pkg/l7/wire/testdata/fuzz); FUZZTIME=5m for a longer hunt
+FUZZTIME ?= 15s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRequestHead$$' -fuzztime $(FUZZTIME) ./pkg/l7/wire/
+	$(GO) test -run '^$$' -fuzz '^FuzzNormalizeTarget$$' -fuzztime $(FUZZTIME) ./pkg/l7/wire/
+
 ## test: what CI runs
-test: lint build unit
+test: lint build unit fuzz
 
 ## generate: rebuild bpf/ with clang into pkg/l4's committed object and Go bindings
 generate:

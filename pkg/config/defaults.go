@@ -9,6 +9,7 @@ const (
 	DefaultDrainTimeout            = 30 * time.Second
 	DefaultReadHeaderTimeout       = 10 * time.Second
 	DefaultIdleTimeout             = 60 * time.Second
+	DefaultWriteTimeout            = 60 * time.Second
 	DefaultMaxHeaderBytes          = 64 << 10
 	DefaultRequestIDHeader         = "X-Request-Id"
 	DefaultRouteTimeout            = 15 * time.Second
@@ -32,6 +33,7 @@ func applyDefaults(c *Config) {
 	setDur(&c.Server.DrainTimeout, DefaultDrainTimeout)
 	setDur(&c.Server.ReadHeaderTimeout, DefaultReadHeaderTimeout)
 	setDur(&c.Server.IdleTimeout, DefaultIdleTimeout)
+	setDur(&c.Server.WriteTimeout, DefaultWriteTimeout)
 	if c.Server.MaxHeaderBytes == 0 {
 		c.Server.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}

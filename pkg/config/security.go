@@ -222,6 +222,11 @@ func validateSecurity(e *errs, c *Config, clusters map[string]bool, protocols ma
 			e.add(idx("security.denyList.interfaces", i), "%q is not an interface name", n)
 		}
 	}
+	for i, l := range c.Listeners {
+		if l.ProxyProtocol && l.Protocol == ListenerTCP {
+			e.add(idx("listeners", i)+".proxyProtocol", "applies to http, https and auto listeners")
+		}
+	}
 	if s.MaxBodyBytes < 0 || s.MaxBodyBytes > 1<<40 {
 		e.add("security.maxBodyBytes", "must be between 1 and 1TiB, got %d", s.MaxBodyBytes)
 	}

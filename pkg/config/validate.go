@@ -63,6 +63,9 @@ func validateAdmin(e *errs, c *Config) {
 
 func validateServer(e *errs, c *Config) {
 	s := &c.Server
+	if d := s.WriteTimeout.D(); d < time.Second || d > time.Hour {
+		e.add("server.writeTimeout", "must be between 1s and 1h, got %s", d)
+	}
 	if s.MaxHeaderBytes < 1024 || s.MaxHeaderBytes > 1<<20 {
 		e.add("server.maxHeaderBytes", "must be between 1024 and 1048576, got %d", s.MaxHeaderBytes)
 	}
@@ -689,9 +692,9 @@ func validateCORS(e *errs, p string, c *CORS) {
 			}
 			continue
 		}
-		u, err := url.Parse(o)
+		u, err := url.Parse(strings.Replace(o, "://*.", "://wildcard.", 1))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil || u.Fragment != "" || checkHostPort(u.Host) != nil && checkHostname(u.Host) != nil {
-			e.add(idx(p+".allowOrigins", i), "%q is not an origin (scheme://host[:port]) or \"*\"", o)
+			e.add(idx(p+".allowOrigins", i), "%q is not an origin (scheme://host[:port], scheme://*.domain) or \"*\"", o)
 		}
 	}
 	for i, m := range c.AllowMethods {

@@ -34,6 +34,7 @@ const (
 	maxFrame = 1 << 20
 
 	typeHeaders      = 0x1
+	typeRSTStream    = 0x3
 	typeSettings     = 0x4
 	typeContinuation = 0x9
 
@@ -42,6 +43,22 @@ const (
 	flagPadded     = 0x8
 	flagPriority   = 0x20
 )
+
+// Abuse limits. A client that resets most of the streams it opens is the
+// "rapid reset" attack (CVE-2023-44487): every stream costs the server a
+// handler and an upstream request, the reset costs the client nothing.
+// As Envoy does, such a connection is ended; the client may reconnect.
+const (
+	rapidResetMinStreams = 100
+	maxHeaderBlock       = 1 << 20
+)
+
+// ErrRapidReset ends a connection whose client resets most of its streams.
+var ErrRapidReset = errors.New("h2guard: client reset more than half of its streams (rapid reset)")
+
+// ErrHeaderBlockTooLarge ends a connection whose header block (HEADERS
+// and CONTINUATION frames) grows past 1 MiB (a CONTINUATION flood).
+var ErrHeaderBlockTooLarge = errors.New("h2guard: header block larger than 1 MiB")
 
 // ErrMalformed ends a connection whose client sent a malformed request.
 var ErrMalformed = errors.New("h2guard: connection-specific header field in an HTTP/2 request")
@@ -56,7 +73,9 @@ type Reader struct {
 	block   []byte
 	dec     *hpack.Decoder
 	bad     bool
-	buf     [16 << 10]byte
+	// streams and resets count the client's HEADERS and RST_STREAM frames.
+	streams, resets int
+	buf             [16 << 10]byte
 }
 
 // NewReader screens src, which starts with the client connection preface.
@@ -142,7 +161,13 @@ func (r *Reader) screen(frame []byte) error {
 			r.out = append(r.out, dedupeSettings(frame)...)
 			return nil
 		}
+	case typeRSTStream:
+		r.resets++
+		if r.streams >= rapidResetMinStreams && r.resets*2 > r.streams {
+			return ErrRapidReset
+		}
 	case typeHeaders:
+		r.streams++
 		frag, ok := headerFragment(flags, payload)
 		if !ok {
 			r.off = true // malformed framing: the server's to report
@@ -153,6 +178,9 @@ func (r *Reader) screen(frame []byte) error {
 			return r.endBlock(frame)
 		}
 	case typeContinuation:
+		if len(r.block)+len(payload) > maxHeaderBlock {
+			return ErrHeaderBlockTooLarge
+		}
 		r.block = append(r.block, payload...)
 		if flags&flagEndHeaders != 0 {
 			return r.endBlock(frame)

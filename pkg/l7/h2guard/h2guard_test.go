@@ -111,3 +111,47 @@ func TestStopsScreeningOnCompressionError(t *testing.T) {
 		t.Fatalf("err %v; a block it cannot decode must pass on for the server to refuse", err)
 	}
 }
+
+// A client that cancels some of its streams keeps its connection; one
+// that resets more than half of at least 100 streams loses it.
+func TestRapidReset(t *testing.T) {
+	run := func(streams, resets int) error {
+		var buf bytes.Buffer
+		buf.WriteString(http2.ClientPreface)
+		fr := http2.NewFramer(&buf, nil)
+		var hb bytes.Buffer
+		enc := hpack.NewEncoder(&hb)
+		enc.WriteField(hpack.HeaderField{Name: ":method", Value: "GET"})
+		for i := range streams {
+			id := uint32(2*i + 1)
+			fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true, EndStream: true})
+			if i < resets {
+				fr.WriteRSTStream(id, http2.ErrCodeCancel)
+			}
+		}
+		_, err := io.Copy(io.Discard, NewReader(&buf))
+		return err
+	}
+	if err := run(200, 90); err != nil {
+		t.Fatalf("45%% of streams cancelled: %v", err)
+	}
+	if err := run(60, 60); err != nil {
+		t.Fatalf("a short connection that cancels everything: %v", err)
+	}
+	if err := run(200, 150); !errors.Is(err, ErrRapidReset) {
+		t.Fatalf("75%% of 200 streams reset: %v, want ErrRapidReset", err)
+	}
+}
+
+func TestContinuationFlood(t *testing.T) {
+	var buf bytes.Buffer
+	buf.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&buf, nil)
+	fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x82}})
+	for range 100 {
+		fr.WriteContinuation(1, false, bytes.Repeat([]byte{0x40}, 16<<10))
+	}
+	if _, err := io.Copy(io.Discard, NewReader(&buf)); !errors.Is(err, ErrHeaderBlockTooLarge) {
+		t.Fatalf("1.6 MiB of CONTINUATION: %v, want ErrHeaderBlockTooLarge", err)
+	}
+}

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -63,11 +64,19 @@ type scratch struct {
 	// attempts, the breaker that overflowed); num is their number text.
 	extra message.Headers
 	num   []byte
+	// client is the request's client address (after trusted proxies).
+	client []byte
+	// authHdrs are headers access control adds to the upstream request
+	// (claims, an authorization service's answer), replacing any incoming
+	// ones of the same name; drop are headers it removes (an API key, claim headers).
+	authHdrs message.Headers
+	drop     []string
 	// Retries: the endpoints tried, and the body kept to send again.
 	tried  []*upstream.Endpoint
 	rec    bodyRecorder
 	replay replayBody
 	bodyRd bytes.Reader
+	limit  limitedBody
 }
 
 // reqInfo describes one handled request for metrics and the access log.
@@ -104,6 +113,8 @@ func serve(ctx context.Context, st *State, ls *listenerState, req *message.Reque
 	s.web, s.webText = grpcWebType(ct)
 	s.grpc = s.web || (req.ProtoMajor == 2 && grpcType(ct))
 	s.cors, s.extra, s.num = s.cors[:0], s.extra[:0], s.num[:0]
+	s.authHdrs, s.drop = s.authHdrs[:0], nil
+	s.client = clientIP(st.trusted, req, remoteIP)
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid
 	return info
@@ -112,6 +123,10 @@ func serve(ctx context.Context, st *State, ls *listenerState, req *message.Reque
 func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.Request, remoteIP, rid []byte, fe frontend, s *scratch) reqInfo {
 	if string(req.Method) == "CONNECT" {
 		return localReply(fe, s, st.noRoute, 405, "connect_not_supported", rid, st)
+	}
+	if wire.HasEncodedSeparator(req.Target) {
+		// An upstream might decode it into a separator the route never saw.
+		return localReply(fe, s, st.noRoute, 400, "encoded_path_separator", rid, st)
 	}
 	if isPreflight(req) {
 		if r := preflightRoute(ls, req); r != nil {
@@ -128,14 +143,22 @@ func serveRoute(ctx context.Context, st *State, ls *listenerState, req *message.
 			s.cors = append(s.cors, message.Header{Name: hdrACEH, Value: route.cors.expose})
 		}
 	}
+	// Access control runs before anything is answered for the route.
+	if route.ipRules != nil && !route.ipRules.allows(s.client) {
+		return routeReply(localReply(fe, s, route.backends[0].stats, 403, "ip_denied", rid, st), route)
+	}
+	if route.rateLimit != nil && !route.rateLimit.check(req, s.client, s) {
+		return routeReply(localReply(fe, s, route.backends[0].stats, 429, "rate_limited", rid, st), route)
+	}
+	if res, denied := authorize(ctx, st, route, req, rid, fe, s); denied {
+		return routeReply(res, route)
+	}
 	if route.redirect != nil {
 		return redirect(fe, s, route, req, rid, st)
 	}
 	b := pickBackend(route)
 	info := reqInfo{route: route.Name, cluster: b.cluster.Name, stats: b.stats}
-	if route.rateLimit != nil && !route.rateLimit.check(req, remoteIP, s) {
-		return withRoute(localReply(fe, s, b.stats, 429, "rate_limited", rid, st), info)
-	}
+
 	if route.fault != nil {
 		if code := route.fault.inject(ctx); code != 0 {
 			return withRoute(localReply(fe, s, b.stats, code, "fault_injected", rid, st), info)
@@ -156,7 +179,7 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 	var hash uint64
 	var hasHash bool
 	if hp := cl.HashPolicy(); hp != nil {
-		hash, hasHash = hashKey(hp, req, remoteIP)
+		hash, hasHash = hashKey(hp, req, s.client)
 	}
 
 	out := &s.out
@@ -186,6 +209,15 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 	}
 	if lb, ok := req.Body.(*wire.LengthReader); ok && int64(lb.Buffered()) >= lb.N {
 		out.BodyBuffered = true
+	}
+	if route.maxBody > 0 && (route.maxBodyGRPC || !s.grpc) && req.Upgrade == nil {
+		switch {
+		case out.ContentLength > route.maxBody:
+			return withRoute(localReply(fe, s, b.stats, 413, "request_body_too_large", rid, st), info)
+		case out.ContentLength < 0:
+			s.limit = limitedBody{r: out.Body, n: route.maxBody}
+			out.Body = &s.limit
+		}
 	}
 	fe.continueBody()
 	now := time.Now()
@@ -266,6 +298,15 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 	if err != nil {
 		ue, _ := upstream.AsError(err)
 		kind := upstream.Reset
+		if errors.Is(err, errBodyTooLarge) {
+			if !x.Finish(false) {
+				fe.abandonBody()
+				x.WaitBody()
+			}
+			res := localReply(fe, s, b.stats, 413, "request_body_too_large", rid, st)
+			res.attempts = attempts
+			return withRoute(res, info)
+		}
 		if ue != nil {
 			kind = ue.Kind
 			if ue.Kind == upstream.Overflow {
@@ -421,6 +462,16 @@ type failedBody struct{ err error }
 
 func (f *failedBody) Read([]byte) (int, error) { return 0, f.err }
 
+// routeReply labels a reply the proxy made for route before a backend was
+// chosen.
+func routeReply(res reqInfo, r *Route) reqInfo {
+	res.route = r.Name
+	if c := r.backends[0].cluster; c != nil {
+		res.cluster = c.Name
+	}
+	return res
+}
+
 func withRoute(res, info reqInfo) reqInfo {
 	res.route, res.cluster, res.endpoint, res.stats = info.route, info.cluster, info.endpoint, info.stats
 	return res
@@ -478,6 +529,8 @@ func requestHeaders(st *State, ls *listenerState, r *Route, req *message.Request
 		switch {
 		case wire.IsHopByHop(h.Name), isToken(h.Name, s.tokens), r.reqOps.drops(h.Name):
 			continue
+		case (len(s.authHdrs) > 0 || len(s.drop) > 0) && replacedByAuth(h.Name, s):
+			continue
 		case message.EqualFold(h.Name, "x-forwarded-for"):
 			if len(h.Value) > 0 {
 				s.xff = append(append(s.xff, h.Value...), ", "...)
@@ -491,6 +544,7 @@ func requestHeaders(st *State, ls *listenerState, r *Route, req *message.Request
 	}
 	hs = append(hs, r.reqOps.set...)
 	hs = append(hs, r.reqOps.add...)
+	hs = append(hs, s.authHdrs...)
 	s.xff = append(s.xff, remoteIP...)
 	proto := valHTTP
 	if ls.tls || req.TLS {

@@ -13,6 +13,9 @@ import (
 type corsPolicy struct {
 	any     bool
 	origins map[string]bool
+	// wild are "scheme://*.domain[:port]" origins: scheme prefix and
+	// ".domain[:port]" suffix; any subdomain matches, not the domain itself.
+	wild    []wildOrigin
 	methods []byte
 	headers []byte
 	expose  []byte
@@ -45,17 +48,36 @@ func compileCORS(c *config.CORS) *corsPolicy {
 		expose:  []byte(strings.Join(c.ExposeHeaders, ", ")),
 		maxAge:  []byte(strconv.Itoa(int(c.MaxAge.D().Seconds())))}
 	for _, o := range c.AllowOrigins {
-		if o == "*" {
+		o = strings.ToLower(o)
+		switch scheme, host, _ := strings.Cut(o, "://"); {
+		case o == "*":
 			p.any = true
-		} else {
-			p.origins[strings.ToLower(o)] = true
+		case strings.HasPrefix(host, "*."):
+			p.wild = append(p.wild, wildOrigin{prefix: scheme + "://", suffix: host[1:]})
+		default:
+			p.origins[o] = true
 		}
 	}
 	return p
 }
 
+type wildOrigin struct{ prefix, suffix string }
+
 func (p *corsPolicy) allows(origin []byte) bool {
-	return p.any || p.origins[string(bytes.ToLower(origin))]
+	if p.any {
+		return true
+	}
+	o := string(bytes.ToLower(origin))
+	if p.origins[o] {
+		return true
+	}
+	for _, w := range p.wild {
+		if host, ok := strings.CutPrefix(o, w.prefix); ok && len(host) > len(w.suffix) &&
+			strings.HasSuffix(host, w.suffix) && !strings.ContainsAny(host, "/@?#") && host[0] != '.' {
+			return true
+		}
+	}
+	return false
 }
 
 // responseHeaders appends Access-Control-Allow-Origin ("*" for any origin

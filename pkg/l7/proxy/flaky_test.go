@@ -199,6 +199,10 @@ func call(c *http.Client, method, url string, hdr map[string]string, body io.Rea
 		return 0, "", "", nil, err
 	}
 	for k, v := range hdr {
+		if k == "Host" {
+			req.Host = v // net/http takes the Host from here, not the header map
+			continue
+		}
 		req.Header.Set(k, v)
 	}
 	resp, err := c.Do(req)

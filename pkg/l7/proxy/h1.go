@@ -40,6 +40,9 @@ type h1conn struct {
 	isHead     bool
 	abort      func()
 	cut        func()
+	// dw is what bw writes through: each write must make progress within
+	// the server's write timeout (a client that stops reading is cut).
+	dw deadlineWriter
 }
 
 var h1Pool = sync.Pool{New: func() any {
@@ -52,7 +55,8 @@ var h1Pool = sync.Pool{New: func() any {
 func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener, isTLS bool) {
 	c := h1Pool.Get().(*h1conn)
 	c.srv, c.ln, c.tls, c.nc, c.br, c.track = s, ln, isTLS, nc, br, t
-	c.bw.Reset(nc)
+	c.dw = deadlineWriter{nc: nc, timeout: s.state.Load().server.writeTimeout}
+	c.bw.Reset(&c.dw)
 	t.abort.Store(&c.cut)
 	c.clientCert = nil
 	if tc, ok := nc.(*tls.Conn); ok {
@@ -66,6 +70,7 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener
 	_ = c.bw.Flush() // whatever the reason for leaving, send what was answered
 	t.abort.Store(nil)
 	c.bw.Reset(nil)
+	c.dw = deadlineWriter{}
 	c.srv, c.ln, c.nc, c.br, c.track = nil, nil, nil, nil, nil
 	h1Pool.Put(c)
 }
@@ -350,3 +355,23 @@ func closeWrite(nc net.Conn) {
 }
 
 func (c *h1conn) abortFunc() func() { return c.abort }
+
+// deadlineWriter gives each write to the client timeout to make progress.
+// Moving a deadline costs a timer update, so it is moved only when a
+// quarter of the timeout has passed since it was last set: every write
+// then still has at least three quarters of it.
+type deadlineWriter struct {
+	nc      net.Conn
+	timeout time.Duration
+	set     time.Time
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	if d.timeout > 0 {
+		if now := time.Now(); now.Sub(d.set) > d.timeout/4 {
+			d.set = now
+			_ = d.nc.SetWriteDeadline(now.Add(d.timeout))
+		}
+	}
+	return d.nc.Write(p)
+}

@@ -37,6 +37,8 @@ type listenerMode struct {
 	tcp      *config.TCPProxy // tcp listeners
 	// passthrough: TLS server names relayed without terminating.
 	passthrough *passthroughTable
+	// proxyProtocol: every connection starts with a PROXY protocol header.
+	proxyProtocol bool
 }
 
 // certStore picks a certificate by SNI: exact name, then wildcard, then the
@@ -205,6 +207,16 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		_ = tc.SetNoDelay(true)
 	}
 	st := s.state.Load()
+	if l.proxyProtocol {
+		_ = nc.SetReadDeadline(time.Now().Add(st.server.readHeaderTimeout))
+		pc, err := readProxyHeader(nc)
+		if err != nil {
+			s.log.Debug("refused connection", "listener", l.name, "client", nc.RemoteAddr().String(), "err", err)
+			return
+		}
+		_ = nc.SetReadDeadline(time.Time{})
+		nc = pc
+	}
 	if l.protocol == config.ListenerTCP {
 		t.fresh.Store(false)
 		s.serveTCP(ln, l, t, st)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/jwtauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/ratelimit"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
@@ -27,6 +28,17 @@ type routeRuntime struct {
 	budCfg  config.RetryBudget
 	budget  *retryBudget
 	mirror  chan struct{} // mirror concurrency slots
+	// jwt refreshes its keys in the background: it is kept while the
+	// route's JWT config is unchanged and closed when it is not.
+	jwtCfg *config.JWTAuth
+	jwt    *jwtauth.Validator
+}
+
+// retire releases what prev held that next no longer uses.
+func (prev *routeRuntime) retire(next *routeRuntime) {
+	if prev.jwt != nil && (next == nil || next.jwt != prev.jwt) {
+		prev.jwt.Close()
+	}
 }
 
 // runtimeFor returns the runtime of route rc, reusing prev's parts whose
@@ -47,6 +59,11 @@ func runtimeFor(rc *config.Route, prev *routeRuntime) *routeRuntime {
 		} else {
 			rt.budCfg = rp.Budget
 			rt.budget = &retryBudget{percent: int64(rp.Budget.Percent), minPerSecond: int64(*rp.Budget.MinPerSecond)}
+		}
+	}
+	if rc.JWT != nil {
+		if prev != nil && prev.jwt != nil && reflect.DeepEqual(*prev.jwtCfg, *rc.JWT) {
+			rt.jwtCfg, rt.jwt = prev.jwtCfg, prev.jwt
 		}
 	}
 	if rc.Mirror != nil {

@@ -143,14 +143,14 @@ func (s *Server) Apply(snap *config.Snapshot) error {
 		opened = append(opened, l)
 	}
 	clusters := s.clusters.Update(cfg.Clusters)
-	st, err := Compile(snap, clusters, s.metrics, s.state.Load())
+	st, err := Compile(snap, clusters, s.metrics, s.state.Load(), s.log)
 	if err != nil {
 		closeOpened()
 		return err
 	}
 	for _, lc := range cfg.Listeners {
 		next[lc.Address].mode.Store(&listenerMode{name: lc.Name, protocol: lc.Protocol, certs: certs[lc.Name], tcp: lc.TCP,
-			passthrough: newPassthroughTable(lc.TLS)})
+			passthrough: newPassthroughTable(lc.TLS), proxyProtocol: lc.ProxyProtocol})
 	}
 	s.state.Store(st)
 	if newSteered != nil {
@@ -267,6 +267,11 @@ loop:
 		}
 	}
 	s.clusters.Close()
+	if st := s.state.Load(); st != nil {
+		for _, rt := range st.runtimes {
+			rt.retire(nil)
+		}
+	}
 	return err
 }
 

@@ -4,11 +4,15 @@
 package proxy
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/jwtauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/router"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
@@ -27,6 +31,8 @@ type State struct {
 	// runtimes carry route policy state (rate-limit buckets, retry
 	// budgets) to the next State while its config is unchanged.
 	runtimes map[string]*routeRuntime
+	// trusted are the proxies whose X-Forwarded-For names the client.
+	trusted []netip.Prefix
 }
 
 type serverSettings struct {
@@ -35,6 +41,7 @@ type serverSettings struct {
 	maxHeaderBytes    int
 	readHeaderTimeout time.Duration
 	idleTimeout       time.Duration
+	writeTimeout      time.Duration
 }
 
 type listenerState struct {
@@ -64,6 +71,18 @@ type Route struct {
 	rateLimit   *rateLimitPolicy
 	mirror      *mirrorPolicy
 	fault       *faultPolicy
+	// Access control.
+	ipRules   *ipRules
+	apiKeys   *apiKeys
+	basicAuth *basicAuth
+	jwt       *jwtauth.Validator
+	// authDrop are incoming headers never sent upstream: the API key, and
+	// the headers JWT claims fill (a client must not pose as a claim).
+	authDrop []string
+	// maxBody bounds the request body (-1: none).
+	maxBody int64
+	// maxBodyGRPC: the limit also applies to gRPC calls (the route set it).
+	maxBodyGRPC bool
 }
 
 type backend struct {
@@ -107,10 +126,11 @@ func (o *headerOps) drops(name []byte) bool {
 }
 
 // Compile builds the State for snap, with clusters from the manager;
-// prev (nil at first) hands over route policy state.
-func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *metrics.Metrics, prev *State) (*State, error) {
+// prev (nil at first) hands over route policy state. log reports
+// background work (JWKS refreshes).
+func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *metrics.Metrics, prev *State, log *slog.Logger) (st *State, err error) {
 	c := snap.Config
-	st := &State{
+	st = &State{
 		Snapshot:  snap,
 		listeners: map[string]*listenerState{},
 		server: serverSettings{
@@ -119,12 +139,35 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 			maxHeaderBytes:    c.Server.MaxHeaderBytes,
 			readHeaderTimeout: c.Server.ReadHeaderTimeout.D(),
 			idleTimeout:       c.Server.IdleTimeout.D(),
+			writeTimeout:      c.Server.WriteTimeout.D(),
 		},
 		noRoute:  m.RouteStats("", ""),
 		metrics:  m,
 		clusters: clusters,
 		runtimes: map[string]*routeRuntime{},
+		trusted:  parsePrefixes(c.Security.TrustedProxies),
 	}
+	// On failure, close what this compile started; on success, what the
+	// previous State held and this one does not.
+	defer func() {
+		if err != nil {
+			for name, rt := range st.runtimes {
+				var old *routeRuntime
+				if prev != nil {
+					old = prev.runtimes[name]
+				}
+				if old == nil || old.jwt != rt.jwt {
+					rt.retire(nil)
+				}
+			}
+			return
+		}
+		if prev != nil {
+			for name, old := range prev.runtimes {
+				old.retire(st.runtimes[name])
+			}
+		}
+	}()
 	routes := make([]*Route, len(c.Routes))
 	for i := range c.Routes {
 		rc := &c.Routes[i]
@@ -141,6 +184,32 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		r.retry = compileRetry(rc, rt, m)
 		r.rateLimit = compileRateLimit(rc, rt, m)
 		r.fault = compileFault(rc, m)
+		r.ipRules = compileIPRules(rc.IPRules)
+		if r.apiKeys, err = compileAPIKeys(rc.APIKeys); err != nil {
+			return nil, config.Errors{{Path: fmt.Sprintf("routes[%d].apiKeys", i), Reason: err.Error()}}
+		}
+		if r.basicAuth, err = compileBasicAuth(rc.BasicAuth); err != nil {
+			return nil, config.Errors{{Path: fmt.Sprintf("routes[%d].basicAuth", i), Reason: err.Error()}}
+		}
+		if rc.JWT != nil {
+			if rt.jwt == nil {
+				v, err := jwtauth.New(context.Background(), *rc.JWT, log, nil)
+				if err != nil {
+					return nil, config.Errors{{Path: fmt.Sprintf("routes[%d].jwt", i), Reason: err.Error()}}
+				}
+				cfg := *rc.JWT
+				rt.jwtCfg, rt.jwt = &cfg, v
+			}
+			r.jwt = rt.jwt
+			r.authDrop = append(r.authDrop, rt.jwt.ClaimHeaderNames()...)
+		}
+		if r.apiKeys != nil {
+			r.authDrop = append(r.authDrop, r.apiKeys.header)
+		}
+		r.maxBody, r.maxBodyGRPC = c.Security.MaxBodyBytes, false
+		if rc.MaxBodyBytes > 0 {
+			r.maxBody, r.maxBodyGRPC = rc.MaxBodyBytes, true
+		}
 		if rc.Mirror != nil {
 			if clusters[rc.Mirror.Cluster] == nil {
 				return nil, fmt.Errorf("route %q: mirror cluster %q not built", rc.Name, rc.Mirror.Cluster)

@@ -25,6 +25,13 @@ func perr(status int, format string, args ...any) error {
 	return &ParseError{Status: status, Reason: fmt.Sprintf(format, args...)}
 }
 
+// Limits on request heads beyond their size (server.maxHeaderBytes), as
+// nginx (8 KiB targets) and Envoy (100 headers) keep them.
+const (
+	MaxTargetBytes = 8 << 10
+	MaxHeaderCount = 100
+)
+
 // ErrHeadTooLarge reports a head over the configured limit.
 var ErrHeadTooLarge = &ParseError{Status: 431, Reason: "request head too large"}
 
@@ -54,6 +61,7 @@ type RequestHead struct {
 	framing
 	Upgrade   []byte
 	Expect100 bool
+	bareLF    bool
 }
 
 // ResponseHead is a parsed status line and headers.
@@ -66,12 +74,14 @@ type ResponseHead struct {
 	// Headers excludes Content-Length and Transfer-Encoding.
 	Headers message.Headers
 	framing
+	bareLF bool // tolerated in responses
 }
 
 // readHead reads lines up to the blank line into raw, recording where each
 // line ends. bufio's buffer moves between reads, so lines are copied out.
-func readHead(br *bufio.Reader, raw []byte, offsets []int, max int) ([]byte, []int, error) {
+func readHead(br *bufio.Reader, raw []byte, offsets []int, max int, bareLF *bool) ([]byte, []int, error) {
 	raw, offsets = raw[:0], offsets[:0]
+	*bareLF = false
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(raw)+len(line) > max {
@@ -96,6 +106,8 @@ func readHead(br *bufio.Reader, raw []byte, offsets []int, max int) ([]byte, []i
 		end := len(raw) - 1
 		if end > start && raw[end-1] == '\r' {
 			end--
+		} else if end > start || len(offsets) > 0 {
+			*bareLF = true // recipients MAY accept it (RFC 9112 §2.2); requests may not use it here
 		}
 		if end == start {
 			if len(offsets) == 0 {
@@ -122,7 +134,7 @@ func lines(raw []byte, offsets []int, i int) []byte {
 // ReadRequestHead reads the next request head from br into h.
 func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
 	var err error
-	h.raw, h.offsets, err = readHead(br, h.raw, h.offsets, max)
+	h.raw, h.offsets, err = readHead(br, h.raw, h.offsets, max, &h.bareLF)
 	if err != nil {
 		return err
 	}
@@ -154,6 +166,15 @@ func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
 	}
 	if len(h.Target) == 0 || !validTarget(h.Target) {
 		return perr(400, "invalid request target")
+	}
+	if len(h.Target) > MaxTargetBytes {
+		return perr(414, "request target longer than %d bytes", MaxTargetBytes)
+	}
+	if len(h.offsets)-1 > MaxHeaderCount {
+		return perr(431, "more than %d header fields", MaxHeaderCount)
+	}
+	if h.bareLF {
+		return perr(400, "line ending without CR")
 	}
 	var hostSeen bool
 	var upgradeConn bool
@@ -233,7 +254,7 @@ func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
 // ReadResponseHead reads a status line and headers from an upstream.
 func ReadResponseHead(br *bufio.Reader, h *ResponseHead, max int) error {
 	var err error
-	h.raw, h.offsets, err = readHead(br, h.raw, h.offsets, max)
+	h.raw, h.offsets, err = readHead(br, h.raw, h.offsets, max, &h.bareLF)
 	if err != nil {
 		if pe, ok := err.(*ParseError); ok && pe == ErrHeadTooLarge {
 			return perr(502, "upstream response head too large")

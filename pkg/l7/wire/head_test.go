@@ -121,16 +121,6 @@ func TestReadRequestHeadValid(t *testing.T) {
 			want: reqSnap{Method: "GET", Target: "/", Host: "a", Minor: 1, ContentLength: -1, UpgradeNil: true},
 		},
 		{
-			name: "bare LF line endings",
-			in:   "GET /lf HTTP/1.1\nHost: a\nX-A: b\n\n",
-			want: reqSnap{Method: "GET", Target: "/lf", Host: "a", Minor: 1, Headers: []string{"X-A: b"}, ContentLength: -1, UpgradeNil: true},
-		},
-		{
-			name: "mixed CRLF and LF",
-			in:   "GET /m HTTP/1.1\r\nHost: a\nX-A: b\r\n\n",
-			want: reqSnap{Method: "GET", Target: "/m", Host: "a", Minor: 1, Headers: []string{"X-A: b"}, ContentLength: -1, UpgradeNil: true},
-		},
-		{
 			name: "HTTP/1.0 without Host closes by default",
 			in:   "GET / HTTP/1.0\r\nAccept: */*\r\n\r\n",
 			want: reqSnap{Method: "GET", Target: "/", HostNil: true, Minor: 0, Headers: []string{"Accept: */*"}, ContentLength: -1, Close: true, UpgradeNil: true},
@@ -270,6 +260,15 @@ func TestReadRequestHeadValid(t *testing.T) {
 	}
 }
 
+func TestReadRequestHeadTargetTooLong(t *testing.T) {
+	in := "GET /" + strings.Repeat("a", MaxTargetBytes) + " HTTP/1.1\r\nHost: a\r\n\r\n"
+	var h RequestHead
+	err := ReadRequestHead(bufio.NewReader(strings.NewReader(in)), &h, 64<<10)
+	if pe, ok := IsParseError(err); !ok || pe.Status != 414 {
+		t.Fatalf("got %v, want 414", err)
+	}
+}
+
 func TestReadRequestHeadInvalid(t *testing.T) {
 	const ok = "GET / HTTP/1.1\r\nHost: a\r\n"
 	tests := []struct {
@@ -296,6 +295,10 @@ func TestReadRequestHeadInvalid(t *testing.T) {
 		{"bare CR in value", ok + "X-A: a\rb\r\n\r\n", 400},
 		{"control char in value", ok + "X-A: a\x01\r\n\r\n", 400},
 		{"bare CR line end", ok + "X-A: a\r\r\n\r\n", 400},
+		{"bare LF line endings", "GET /lf HTTP/1.1\nHost: a\nX-A: b\n\n", 400},
+		{"mixed CRLF and LF", "GET /m HTTP/1.1\r\nHost: a\nX-A: b\r\n\r\n", 400},
+		{"bare LF ends the head", ok + "\n", 400},
+		{"too many fields", ok + strings.Repeat("X-A: b\r\n", MaxHeaderCount) + "\r\n", 431},
 		{"CR alone as a line", ok + "\r\r\n\r\n", 400},
 		{"CL and TE", ok + "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
 		{"TE and CL", ok + "Transfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n", 400},
@@ -475,7 +478,7 @@ func TestReadRequestHeadPipelined(t *testing.T) {
 		"Content-Length: 5\r\nX-Long-Header-Name-One: " + strings.Repeat("v", 200) + "\r\nExpect: 100-continue\r\n" +
 		"Upgrade: websocket\r\nConnection: Upgrade\r\n\r\nhello" +
 		"PUT /2 HTTP/1.1\r\nHost: b\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\nX-T: t\r\n\r\n" +
-		"\r\nGET /third HTTP/1.1\nHost: c\nConnection: close\nX-Dup: 1\nX-Dup: 2\n\n" +
+		"\r\nGET /third HTTP/1.1\r\nHost: c\r\nConnection: close\r\nX-Dup: 1\r\nX-Dup: 2\r\n\r\n" +
 		"GET http://fourth.example/4?x HTTP/1.0\r\n\r\n"
 	want := []reqSnap{
 		{Method: "POST", Target: "/first/a/rather/long/path?with=query", Host: "first.example.com", Minor: 1,

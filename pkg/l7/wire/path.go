@@ -2,46 +2,87 @@ package wire
 
 import "bytes"
 
-// NormalizeTarget removes "." and ".." segments from an origin-form target's
-// path (RFC 3986 §5.2.4), keeping the query. Routing and the upstream then
-// see the same path, so "/public/../admin" cannot reach an /admin route
-// through a /public one. It returns t itself when there is nothing to do,
-// and otherwise writes into *buf (grown as needed, reused next time).
+// NormalizeTarget normalizes an origin-form target's path (RFC 3986 §6.2.2)
+// before routing, keeping the query as sent:
+//   - percent-encoded unreserved characters are decoded ("%2e" is ".",
+//     "%41" is "A"), other escapes get upper-case hex, and a '%' that
+//     starts no escape becomes "%25";
+//   - runs of slashes become one ("//admin" is "/admin");
+//   - "." and ".." segments are removed (§5.2.4).
+//
+// Routing and the upstream then see the same path, so neither
+// "/public/../admin", "/public/%2e%2e/admin" nor "//admin" can reach an
+// /admin route through another one. Encoded slashes and backslashes are
+// refused before this (HasEncodedSeparator). It returns t itself when
+// there is nothing to do, and otherwise writes into *buf (grown as
+// needed, reused next time).
 func NormalizeTarget(t []byte, buf *[]byte) []byte {
 	path, query := t, []byte(nil)
 	if i := bytes.IndexByte(t, '?'); i >= 0 {
 		path, query = t[:i], t[i:]
 	}
-	if len(path) == 0 || path[0] != '/' || !hasDotSegment(path) {
+	if len(path) == 0 || path[0] != '/' || !needsNormalizing(path) {
 		return t
 	}
 	out := (*buf)[:0]
-	for i := 0; i < len(path); {
-		// path[i] == '/': take the segment up to the next slash.
+	// Pass 1: decode unreserved escapes and merge slashes.
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c == '%' {
+			hi, lo := -1, -1
+			if i+2 < len(path) {
+				hi, lo = unhex(path[i+1]), unhex(path[i+2])
+			}
+			if hi < 0 || lo < 0 {
+				// A stray '%' is escaped itself: otherwise it could join
+				// with what follows into a new escape ("%7%41" → "%7A"),
+				// and the upstream would decode a path we did not route.
+				out = append(out, "%25"...)
+				continue
+			}
+			d := byte(hi<<4 | lo)
+			i += 2
+			if !unreserved(d) {
+				out = append(out, '%', upperHex[hi], upperHex[lo])
+				continue
+			}
+			c = d
+		}
+		if c == '/' && len(out) > 0 && out[len(out)-1] == '/' {
+			continue
+		}
+		out = append(out, c)
+	}
+	// Pass 2, in place: remove dot segments. The write position never
+	// passes the read position, since segments only go away.
+	w := 0
+	for i := 0; i < len(out); {
+		// out[i] == '/': the segment runs to the next slash.
 		j := i + 1
-		for j < len(path) && path[j] != '/' {
+		for j < len(out) && out[j] != '/' {
 			j++
 		}
-		seg := path[i+1 : j]
-		last := j == len(path)
-		switch string(seg) {
+		last := j == len(out)
+		switch string(out[i+1 : j]) {
 		case ".":
 			if last {
-				out = append(out, '/')
+				out[w] = '/'
+				w++
 			}
 		case "..":
-			if k := bytes.LastIndexByte(out, '/'); k >= 0 {
-				out = out[:k]
+			if k := bytes.LastIndexByte(out[:w], '/'); k >= 0 {
+				w = k
 			}
 			if last {
-				out = append(out, '/')
+				out[w] = '/'
+				w++
 			}
 		default:
-			out = append(out, '/')
-			out = append(out, seg...)
+			w += copy(out[w:], out[i:j])
 		}
 		i = j
 	}
+	out = out[:w]
 	if len(out) == 0 {
 		out = append(out, '/')
 	}
@@ -50,15 +91,65 @@ func NormalizeTarget(t []byte, buf *[]byte) []byte {
 	return out
 }
 
-func hasDotSegment(p []byte) bool {
-	for i := 0; i+1 < len(p); i++ {
-		if p[i] == '/' && p[i+1] == '.' {
-			end := i + 2
-			if end < len(p) && p[end] == '.' {
-				end++
-			}
-			if end == len(p) || p[end] == '/' {
+// HasEncodedSeparator reports a path (before any query) with an encoded
+// slash or backslash ("%2F", "%5C") or a raw backslash. Upstreams differ
+// in whether they decode these into separators, so a route match on such
+// a path cannot be trusted: the proxy refuses them (400).
+func HasEncodedSeparator(t []byte) bool {
+	for i, c := range t {
+		switch c {
+		case '?':
+			return false
+		case '\\':
+			return true
+		case '%':
+			if i+2 < len(t) && (t[i+1] == '2' && (t[i+2] == 'f' || t[i+2] == 'F') || t[i+1] == '5' && (t[i+2] == 'c' || t[i+2] == 'C')) {
 				return true
+			}
+		}
+	}
+	return false
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func unhex(c byte) int {
+	switch {
+	case c >= '0' && c <= '9':
+		return int(c - '0')
+	case c >= 'a' && c <= 'f':
+		return int(c-'a') + 10
+	case c >= 'A' && c <= 'F':
+		return int(c-'A') + 10
+	}
+	return -1
+}
+
+// unreserved: RFC 3986 §2.3, the characters an escape must not hide.
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// needsNormalizing: an escape, a double slash or a dot segment.
+func needsNormalizing(p []byte) bool {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '%':
+			return true
+		case '/':
+			if i+1 < len(p) {
+				switch p[i+1] {
+				case '/':
+					return true
+				case '.':
+					end := i + 2
+					if end < len(p) && p[end] == '.' {
+						end++
+					}
+					if end == len(p) || p[end] == '/' {
+						return true
+					}
+				}
 			}
 		}
 	}
