@@ -16,6 +16,7 @@ const bpfUsage = `Usage:
   edge-agent bpf services   [--pin-dir DIR]   L4 services with their counters
   edge-agent bpf backends   [--pin-dir DIR]   backends with their counters
   edge-agent bpf conntrack  [--pin-dir DIR]   tracked flows
+  edge-agent bpf deny       [--pin-dir DIR]   XDP deny list: interfaces (mode), rules with their drop counters
   edge-agent bpf cleanup    [--pin-dir DIR]   detach the program and remove every pinned map
 `
 
@@ -37,6 +38,17 @@ func cmdBPF(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		fmt.Fprintf(stdout, "removed %s\n", *pinDir)
+		return 0
+	}
+	if args[0] == "deny" {
+		// The deny list runs with or without the L4 data path.
+		w := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		err := bpfDeny(w, *pinDir)
+		w.Flush()
+		if err != nil {
+			fmt.Fprintf(stderr, "edge-agent bpf deny: %v\n", err)
+			return 1
+		}
 		return 0
 	}
 	p, err := l4.OpenPinned(*pinDir)
@@ -189,4 +201,30 @@ func bpfSteering(w io.Writer, pinDir string) error {
 	}
 	fmt.Fprintf(w, "\nCONNECTIONS STEERED\t%d\nNO PROXY SOCKET\t%d\nASSIGN FAILED\t%d\n", st.Steered, st.NoSocket, st.Failed)
 	return nil
+}
+
+// bpfDeny shows where the XDP deny program runs and what each rule dropped.
+func bpfDeny(w io.Writer, pinDir string) error {
+	rules, err := l4.ReadDenyStats(pinDir)
+	if errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(w, "XDP DENY LIST\tnot loaded (security.denyList.cidrs is empty)")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	att, aerr := l4.DenyAttachments(pinDir)
+	fmt.Fprintln(w, "INTERFACE\tIFINDEX\tMODE\tPROGRAM ID")
+	for _, a := range att {
+		mode := string(a.Mode)
+		if a.Ifindex == 0 {
+			mode = "detached (interface gone)"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%d\n", a.Interface, a.Ifindex, mode, a.ProgramID)
+	}
+	fmt.Fprintln(w, "\nRULE\tCIDR\tPACKETS\tBYTES")
+	for _, r := range rules {
+		fmt.Fprintf(w, "%d\t%s\t%d\t%d\n", r.Index, r.CIDR, r.Packets, r.Bytes)
+	}
+	return aerr
 }

@@ -75,6 +75,8 @@ type Agent struct {
 	ready   atomic.Bool
 	admin   atomic.Pointer[net.Listener]
 	l4      *l4.Manager
+	// deny is the XDP deny list (security.denyList), applied with L4.
+	deny *l4.DenyManager
 	// steer is the sk_lookup program feeding the proxy's one socket (nil
 	// without steering); steerTargets is what its table holds.
 	steer        *l4.Steering
@@ -125,6 +127,8 @@ func Run(ctx context.Context, opts Options) error {
 	}
 	a.l4 = l4.NewManager(log.With("part", "l4"), pinDir)
 	defer a.l4.Close()
+	a.deny = l4.NewDenyManager(log.With("part", "xdp-deny"), pinDir)
+	defer a.deny.Close()
 	a.metrics.Registry.MustRegister(l4.NewCollector(a.l4))
 	// abort releases what the proxy holds (bound listeners, the upstream
 	// sweeper) when Run fails before serving.
@@ -460,11 +464,15 @@ func (a *Agent) apply(cfg *config.Config, status []translate.ServiceStatus) erro
 		a.metrics.ConfigReloadErrors.Inc()
 		a.log.Error("L4 data path not updated", "err", err.Error())
 	}
+	if err := a.deny.Apply(cfg.Security.DenyList, cfg.L4.Interfaces); err != nil {
+		a.metrics.ConfigReloadErrors.Inc()
+		a.log.Error("XDP deny list not updated", "err", err.Error())
+	}
 	if a.steer != nil {
 		a.syncSteering(targets, cfg)
 		a.steerTargets = targets
 	}
-	st := map[string]any{"l4": a.l4.Status()}
+	st := map[string]any{"l4": a.l4.Status(), "xdpDeny": a.deny.Status()}
 	if status != nil {
 		st["kubernetes"] = map[string]any{"services": status}
 	}

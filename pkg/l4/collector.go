@@ -14,6 +14,7 @@ type Collector struct {
 	bePackets, beBytes, beFlows       *prometheus.Desc
 	passed, mapEntries, mapMaxEntries *prometheus.Desc
 	available                         *prometheus.Desc
+	deniedPackets, deniedBytes        *prometheus.Desc
 }
 
 // NewCollector returns the collector for m's data path.
@@ -33,18 +34,28 @@ func NewCollector(m *Manager) *Collector {
 		mapEntries:    d("map_entries", "Entries in a BPF map.", "map"),
 		mapMaxEntries: d("map_max_entries", "Capacity of a BPF map.", "map"),
 		available:     d("datapath_available", "1 when the eBPF L4 data path is loaded."),
+		// The XDP deny list pins in the same directory; read from its pins.
+		deniedPackets: prometheus.NewDesc("edge_agent_xdp_denied_packets_total", "Packets the XDP deny list dropped, by rule.", []string{"cidr"}, nil),
+		deniedBytes:   prometheus.NewDesc("edge_agent_xdp_denied_bytes_total", "Bytes the XDP deny list dropped, by rule.", []string{"cidr"}, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.svcPackets, c.svcBytes, c.svcFlows, c.bePackets, c.beBytes, c.beFlows, c.passed, c.mapEntries, c.mapMaxEntries, c.available} {
+	for _, d := range []*prometheus.Desc{c.svcPackets, c.svcBytes, c.svcFlows, c.bePackets, c.beBytes, c.beFlows, c.passed, c.mapEntries, c.mapMaxEntries, c.available, c.deniedPackets, c.deniedBytes} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	// The deny list runs with or without L4 services.
+	if rules, err := ReadDenyStats(c.m.pinDir); err == nil {
+		for _, r := range rules {
+			ch <- prometheus.MustNewConstMetric(c.deniedPackets, prometheus.CounterValue, float64(r.Packets), r.CIDR.String())
+			ch <- prometheus.MustNewConstMetric(c.deniedBytes, prometheus.CounterValue, float64(r.Bytes), r.CIDR.String())
+		}
+	}
 	p := c.m.Pinned()
 	if p == nil {
 		ch <- prometheus.MustNewConstMetric(c.available, prometheus.GaugeValue, 0)

@@ -240,7 +240,9 @@ func (p *Pinned) Attachments() ([]Attachment, error) {
 			out = append(out, Attachment{Pin: filepath.Base(pin), ProgramID: id})
 			continue
 		}
-		l, err := link.LoadPinnedLink(pin, &ebpf.LoadPinOptions{ReadOnly: true})
+		// Links open read-write only: the kernel refuses a read-only
+		// BPF_OBJ_GET of a link with EINVAL.
+		l, err := link.LoadPinnedLink(pin, nil)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", pin, err))
 			continue
@@ -254,6 +256,9 @@ func (p *Pinned) Attachments() ([]Attachment, error) {
 		a := Attachment{Pin: filepath.Base(pin), ProgramID: uint32(info.Program)}
 		if tcx := info.TCX(); tcx != nil {
 			a.Interface = int(tcx.Ifindex)
+		}
+		if xdp := info.XDP(); xdp != nil { // the deny list's links/<if>-xdp
+			a.Interface = int(xdp.Ifindex)
 		}
 		out = append(out, a)
 	}

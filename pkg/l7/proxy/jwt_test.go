@@ -53,7 +53,9 @@ routes: [{name: r, backends: [{cluster: c}], jwt: {providers: [{name: id, issuer
 clusters: [{name: c, endpoints: [{address: %s}]}]
 `, jwks.URL, up.addr()))
 	c := client()
-	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok, "X-User": "mallory"} }
+	bearer := func(tok string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + tok, "X-User": "mallory"}
+	}
 	// The keys arrive in the background: wait until a good token passes.
 	var body string
 	waitUntil(t, 5*time.Second, func() bool {
