@@ -68,27 +68,12 @@ source "$BENCH_DIR/lib.sh"
 
 # ---------------------------------------------------------------- prereqs ---
 
-[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer, got '$ROUNDS'"
-[[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer, got '$CONNS'"
-[[ $THREADS =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a positive integer, got '$THREADS'"
+need_positive ROUNDS CONNS THREADS
 ((THREADS <= CONNS)) || die "THREADS ($THREADS) must not exceed CONNS ($CONNS)"
-[[ $MIRROR == 0 || $MIRROR == 1 ]] || die "MIRROR must be 0 or 1"
-[[ $QUIET == 0 || $QUIET == 1 ]] || die "QUIET must be 0 or 1"
+need_flag MIRROR QUIET
 
-# find_tool NAME DEFAULT_PATH: PATH lookup, falling back to the Debian location
-# (/usr/sbin is not on every user's PATH).
-find_tool() { command -v "$1" 2>/dev/null || { [[ -x $2 ]] && echo "$2"; } || true; }
-NGINX_BIN=${NGINX_BIN:-$(find_tool nginx /usr/sbin/nginx)}
-WRK_BIN=${WRK_BIN:-$(find_tool wrk /usr/bin/wrk)}
-missing=()
-[[ -n $NGINX_BIN && -x $NGINX_BIN ]] || missing+=(nginx)
-[[ -n $WRK_BIN && -x $WRK_BIN ]] || missing+=(wrk)
-if ((${#missing[@]} > 0)); then
-	die "${missing[*]} not found (needed by the benchmark). Install with: apt-get install -y --no-install-recommends nginx wrk"
-fi
-for tool in curl awk pgrep getconf; do
-	command -v "$tool" >/dev/null 2>&1 || die "required tool '$tool' not found"
-done
+need_bins nginx=/usr/sbin/nginx wrk=/usr/bin/wrk
+need_tools curl awk pgrep getconf
 CLK_TCK=$(getconf CLK_TCK)
 
 TARGETS=(plain policy)
@@ -103,47 +88,6 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/edge-bench-policy.XXXXXX")
 install_cleanup
 
 # ---------------------------------------------------------------- helpers ---
-
-or_na() { if [[ -n ${1:-} ]]; then printf '%s' "$1"; else printf 'n/a'; fi; }
-bang() { if [[ ${1:-0} == 1 ]]; then printf '!'; fi; }
-round1() { [[ -z ${1:-} ]] || awk -v v="$1" 'BEGIN { printf "%.1f", v }'; }
-
-# machine_sample: "<ms> <busy ticks> <steal ticks>" from /proc/stat, all CPUs.
-machine_sample() {
-	local _cpu user nice system _idle _iowait irq softirq steal _rest
-	read -r _cpu user nice system _idle _iowait irq softirq steal _rest </proc/stat
-	echo "$(now_ms) $((user + nice + system + irq + softirq)) $steal"
-}
-
-# wait_quiet: wait up to 30 s for a second in which the machine uses < 0.1 cores.
-wait_quiet() {
-	local i c a b
-	for ((i = 0; i < 30; i++)); do
-		read -r -a a <<<"$(machine_sample)"
-		sleep 1
-		read -r -a b <<<"$(machine_sample)"
-		c=$(awk -v t=$((b[1] - a[1])) -v ms=$((b[0] - a[0])) -v hz="$CLK_TCK" \
-			'BEGIN { printf "%.2f", t / hz / (ms / 1000) }')
-		awk -v c="$c" 'BEGIN { exit !(c < 0.1) }' && return 0
-	done
-	log "machine still busy ($c cores) after 30 s; measuring anyway (the round will likely be flagged)"
-}
-
-# foreign_ticks PID...: utime + stime + cutime + cstime (clock ticks) summed
-# over every process but the given ones (cutime/cstime catch short-lived
-# processes, e.g. a compiler run by someone's go test, once reaped).
-foreign_ticks() {
-	cat /proc/[0-9]*/stat 2>/dev/null | awk -v skip=" $* " '{
-		if (index(skip, " " $1 " ")) next
-		sub(/^.*\) /, "")
-		t += $12 + $13 + $14 + $15
-	} END { printf "%d", t }'
-}
-
-# per_req TICKS REQUESTS -> CPU microseconds per request
-per_req() {
-	awk -v d="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f", d * 1000000 / hz / n }'
-}
 
 # metric NAME LABEL=VALUE...: sum of the samples of NAME on the admin
 # /metrics page (last scraped into $TMP/metrics) carrying every given label.
@@ -165,62 +109,27 @@ metric() {
 
 # --------------------------------------------------------------- backend ---
 
-for p in "$BACKEND_PORT" "$EDGE_PORT" "$ADMIN_PORT"; do
-	if port_in_use "$p"; then
-		die "127.0.0.1:$p is already in use (set BACKEND_PORT/EDGE_PORT/ADMIN_PORT)"
-	fi
-done
-
-USER_DIRECTIVE="# (not root: no user directive)"
-if ((EUID == 0)); then
-	# As root nginx would drop workers to 'nobody', who cannot enter the
-	# 0700 temp dir; keep the workers as the invoking user instead.
-	USER_DIRECTIVE="user $(id -un) $(id -gn);"
-fi
-
-BODY=$(printf 'edge-agent-bench-%.0s' {1..10})
-BODY=${BODY:0:BODY_BYTES}
+need_free_ports BACKEND_PORT EDGE_PORT ADMIN_PORT
+BODY=$(bench_body "$BODY_BYTES")
 
 log "temp dir: $TMP"
-dir="$TMP/backend"
-mkdir -p "$dir"
-render "$BENCH_DIR/backend.nginx.conf.tmpl" "$dir/nginx.conf" \
-	"DIR=$dir" "USER_DIRECTIVE=$USER_DIRECTIVE" "BODY=$BODY" "BACKEND_PORT=$BACKEND_PORT"
-if ! "$NGINX_BIN" -t -q -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/configtest.log" 2>&1; then
-	show_log "$dir/configtest.log"
-	show_log "$dir/error.log"
-	die "nginx (backend) config test failed"
-fi
 log "starting backend nginx on 127.0.0.1:$BACKEND_PORT"
-"$NGINX_BIN" -p "$dir" -c "$dir/nginx.conf" -e "$dir/error.log" >"$dir/stdout.log" 2>&1 &
-BACKEND_PID=$!
-STARTED_PIDS+=("$BACKEND_PID")
-wait_ready backend "http://127.0.0.1:$BACKEND_PORT/" "$BACKEND_PID" "$dir/error.log"
+start_nginx backend "$BENCH_DIR/backend.nginx.conf.tmpl" "BODY=$BODY" "BACKEND_PORT=$BACKEND_PORT"
+BACKEND_PID=$NGINX_PID
+wait_ready backend "http://127.0.0.1:$BACKEND_PORT/" "$BACKEND_PID" "$TMP/backend/error.log"
 # Master and worker (worker_processes 1), for the backend's CPU.
-mapfile -t BACKEND_PIDS < <(echo "$BACKEND_PID"; pgrep -P "$BACKEND_PID" || true)
+mapfile -t BACKEND_PIDS < <(pid_tree "$BACKEND_PID")
 
 # ------------------------------------------------------------ edge-agent ---
 
-if [[ -z $EDGE_AGENT ]]; then
-	EDGE_AGENT="$REPO_ROOT/bin/edge-agent"
-	if [[ ! -x $EDGE_AGENT ]]; then
-		log "building $EDGE_AGENT (make build)"
-		(cd "$REPO_ROOT" && make build) >&2 || die "make build failed"
-	fi
-fi
-[[ -x $EDGE_AGENT ]] || die "edge-agent binary not found or not executable: $EDGE_AGENT"
-
+need_edge_agent make build
 render "$BENCH_DIR/policy.edge.yaml.tmpl" "$TMP/edge.yaml" \
 	"ADMIN_PORT=$ADMIN_PORT" "EDGE_PORT=$EDGE_PORT" "BACKEND_PORT=$BACKEND_PORT"
 if ! "$EDGE_AGENT" validate "$TMP/edge.yaml" >"$TMP/validate.log" 2>&1; then
 	show_log "$TMP/validate.log"
 	die "edge-agent validate rejected the rendered config $TMP/edge.yaml"
 fi
-log "starting edge-agent on 127.0.0.1:$EDGE_PORT (admin 127.0.0.1:$ADMIN_PORT): $EDGE_AGENT"
-"$EDGE_AGENT" run --config "$TMP/edge.yaml" >"$TMP/edge-agent.log" 2>&1 &
-EDGE_PID=$!
-STARTED_PIDS+=("$EDGE_PID")
-wait_ready edge-agent "http://127.0.0.1:$ADMIN_PORT/readyz" "$EDGE_PID" "$TMP/edge-agent.log"
+start_edge_agent "$TMP/edge.yaml"
 
 # Every measured route answers 200 with the backend's body, and the same
 # request through each: only the path differs (equal length).
@@ -252,57 +161,33 @@ measure() {
 		run_wrk "$TMP/warmup.$round.$target.txt" "${WRK_ARGS[@]}" -d"$WARMUP" "$url" || true
 	fi
 
-	# Everything the benchmark runs, left out of the CPU of other processes:
-	# this shell (it reaps wrk), the backend, edge-agent and the kernel's
-	# softirq threads (loopback traffic).
-	local -a ours=()
-	mapfile -t ours < <(
-		echo "$$"
-		printf '%s\n' "${BACKEND_PIDS[@]}" "$EDGE_PID"
-		pgrep '^ksoftirqd/' || true
-	)
-	local ebefore eafter bbefore bafter obefore oafter
-	local -a mbefore mafter
-
-	[[ $QUIET == 0 ]] || wait_quiet
+	local key="$round,$target" ebefore eafter bbefore bafter
+	# The benchmark's own processes besides this shell: the backend, edge-agent.
+	disturb_prepare "${BACKEND_PIDS[@]}" "$EDGE_PID"
 	ebefore=$(cpu_ticks "$EDGE_PID")
 	bbefore=$(cpu_ticks "${BACKEND_PIDS[@]}")
-	obefore=$(foreign_ticks "${ours[@]}")
-	read -r -a mbefore <<<"$(machine_sample)"
+	# shellcheck disable=SC2119 # nothing to run between its samples
+	disturb_begin
 
 	log "round $round: $target: wrk -t$THREADS -c$CONNS -d$DURATION --latency -H '$HASH_HEADER' $url"
 	run_wrk "$raw" "${WRK_ARGS[@]}" -d"$DURATION" --latency "$url" || rc=$?
 
-	read -r -a mafter <<<"$(machine_sample)"
-	oafter=$(foreign_ticks "${ours[@]}")
+	# shellcheck disable=SC2119
+	disturb_end
 	eafter=$(cpu_ticks "$EDGE_PID")
 	bafter=$(cpu_ticks "${BACKEND_PIDS[@]}")
-
-	local key="$round,$target" secs other steal disturbed
-	secs=$(awk -v ms=$((mafter[0] - mbefore[0])) 'BEGIN { printf "%.3f", ms / 1000 }')
-	read -r other steal disturbed < <(awk -v hz="$CLK_TCK" -v s="$secs" \
-		-v foreign=$((oafter - obefore)) -v steal=$((mafter[2] - mbefore[2])) -v quiet="$QUIET" 'BEGIN {
-			o = foreign / hz / s; if (o < 0) o = 0
-			st = steal / hz / s
-			printf "%.2f %.2f %d\n", o, st, (quiet == 1 && (o >= 0.1 || st >= 0.15))
-		}')
-	OTHER[$key]=$other STEAL[$key]=$steal DISTURBED[$key]=$disturbed
-	if ((disturbed)); then
-		log "round $round: $target: disturbed (other processes $other cores, steal $steal cores)"
-	fi
+	disturb_record "$key" "$round" "$target"
 
 	if ((rc != 0)) || ! parsed=$(parse_wrk "$raw"); then
-		log "wrk failed for $target (exit $rc); output:"
-		cat "$raw" >&2
-		FAILED=1
+		run_failed wrk "$target" "$rc" "$raw"
 		RPS[$key]=; P50[$key]=; P99[$key]=; REQS[$key]=0; SOCKERR[$key]=-; NON2XX[$key]=-; EDGE_CPU[$key]=; BACKEND_CPU[$key]=
 		return 0
 	fi
 	local rps p50 p99 reqs sock non2xx
 	read -r rps p50 p99 reqs sock non2xx <<<"$parsed"
 	RPS[$key]=$rps P50[$key]=$p50 P99[$key]=$p99 REQS[$key]=$reqs SOCKERR[$key]=$sock NON2XX[$key]=$non2xx
-	EDGE_CPU[$key]=$(per_req $((eafter - ebefore)) "$reqs")
-	BACKEND_CPU[$key]=$(per_req $((bafter - bbefore)) "$reqs")
+	EDGE_CPU[$key]=$(per_req $((eafter - ebefore)) "$reqs" 1)
+	BACKEND_CPU[$key]=$(per_req $((bafter - bbefore)) "$reqs" 1)
 	if ((sock > 0 || non2xx > 0)); then
 		log "$target: $sock socket errors, $non2xx non-2xx responses (a policy that acts, e.g. 429 or 503, invalidates the run)"
 		FAILED=1
@@ -322,24 +207,21 @@ for t in "${TARGETS[@]:1}"; do
 done
 declare -A RATIO
 
-others=$(pgrep -a -x 'wrk|ghz|h2load' 2>/dev/null || true)
-if [[ -n $others ]]; then
-	log "WARNING: other load generators are running; they will disturb the numbers:"
-	printf '%s\n' "$others" >&2
-fi
-
-LOADDESC="wrk -t$THREADS -c$CONNS -d$DURATION"
-log "machine: $(nproc) cores; $LOADDESC, warm-up $WARMUP, $ROUNDS round(s): ${TARGETS[*]}"
-for ((r = 1; r <= ROUNDS; r++)); do
-	for t in "${TARGETS[@]}"; do
-		measure "$r" "$t"
-	done
+# policy_ratios ROUND: RATIO[ROUND,NAME] for each of RATIO_NAMES.
+policy_ratios() {
+	local r=$1 t
 	for t in "${TARGETS[@]:1}"; do
 		RATIO["$r,$t/plain req/s"]=$(ratio "${RPS[$r,$t]}" "${RPS[$r,plain]}")
 		RATIO["$r,$t/plain p99"]=$(ratio "${P99[$r,$t]}" "${P99[$r,plain]}")
 		RATIO["$r,$t/plain edge CPU/req"]=$(ratio "${EDGE_CPU[$r,$t]}" "${EDGE_CPU[$r,plain]}")
 	done
-done
+}
+
+warn_other_loadgens
+
+LOADDESC="wrk -t$THREADS -c$CONNS -d$DURATION"
+log "machine: $(nproc) cores; $LOADDESC, warm-up $WARMUP, $ROUNDS round(s): ${TARGETS[*]}"
+run_rounds policy_ratios
 
 # ----------------------------------------------------- policies never acted ---
 
@@ -387,20 +269,7 @@ fi
 
 # A round is disturbed (!) if any of its measurements was; medians use the
 # undisturbed rounds, or every round if none was.
-declare -A ROUND_BAD
-USE_ROUNDS=()
-for ((r = 1; r <= ROUNDS; r++)); do
-	ROUND_BAD[$r]=0
-	for t in "${TARGETS[@]}"; do
-		if ((DISTURBED[$r,$t])); then ROUND_BAD[$r]=1; fi
-	done
-	if ((!ROUND_BAD[$r])); then USE_ROUNDS+=("$r"); fi
-done
-MEDIAN_NOTE="${#USE_ROUNDS[@]} undisturbed round(s) of $ROUNDS"
-if ((${#USE_ROUNDS[@]} == 0)); then
-	for ((r = 1; r <= ROUNDS; r++)); do USE_ROUNDS+=("$r"); done
-	MEDIAN_NOTE="every round disturbed: all $ROUNDS round(s)"
-fi
+median_rounds
 
 ROWFMT='%-7s %-10s %10s %9s %9s %8s %7s %9s %9s %6s %6s\n'
 print_round() {
@@ -426,20 +295,12 @@ print_round() {
 
 for ((r = 1; r <= ROUNDS; r++)); do print_round "$r"; done
 
-declare -A MEDIAN MED_RPS MED_P99 MED_CPU
-for name in "${RATIO_NAMES[@]}"; do
-	vals=()
-	for r in "${USE_ROUNDS[@]}"; do vals+=("${RATIO[$r,$name]}"); done
-	MEDIAN[$name]=$(median "${vals[@]}")
-done
+median_ratios
+declare -A MED_RPS MED_P99 MED_CPU
 for t in "${TARGETS[@]}"; do
-	vals=() pvals=() cvals=()
-	for r in "${USE_ROUNDS[@]}"; do
-		vals+=("${RPS[$r,$t]}") pvals+=("${P99[$r,$t]}") cvals+=("${EDGE_CPU[$r,$t]}")
-	done
-	MED_RPS[$t]=$(round1 "$(median "${vals[@]}")")
-	MED_P99[$t]=$(round1 "$(median "${pvals[@]}")")
-	MED_CPU[$t]=$(round1 "$(median "${cvals[@]}")")
+	MED_RPS[$t]=$(target_median RPS "$t")
+	MED_P99[$t]=$(target_median P99 "$t")
+	MED_CPU[$t]=$(target_median EDGE_CPU "$t")
 done
 
 printf '\n== policies never acted ==\n'
@@ -458,11 +319,7 @@ for t in "${TARGETS[@]}"; do
 	printf '%-7s %10s %9s %9s\n' "$t" "$(or_na "${MED_RPS[$t]}")" "$(or_na "${MED_P99[$t]}")" "$(or_na "${MED_CPU[$t]}")"
 done
 for name in "${RATIO_NAMES[@]}"; do
-	line=""
-	for ((r = 1; r <= ROUNDS; r++)); do
-		line+="${line:+ }$(or_na "${RATIO[$r,$name]}")$(bang "${ROUND_BAD[$r]}")"
-	done
-	printf '  %-41s %s   (rounds: %s)\n' "$name median ratio:" "$(or_na "${MEDIAN[$name]}")" "$line"
+	printf '  %-41s %s   (rounds: %s)\n' "$name median ratio:" "$(or_na "${MEDIAN[$name]}")" "$(rounds_line "$name")"
 done
 if ((FAILED)); then
 	printf '  goal: policies cost < 10%% of req/s: not evaluated, the run had errors\n'
@@ -472,52 +329,15 @@ elif [[ -n ${MEDIAN[policy/plain req/s]} ]]; then
 fi
 
 if [[ -n $OUT ]]; then
-	jnum() { if [[ -n ${1:-} && $1 != - ]]; then printf '%s' "$1"; else printf 'null'; fi; }
-	jbool() { if ((${1:-0})); then printf true; else printf false; fi; }
-	jratios() { # jratios PREFIX (PREFIX is "N," for a round, "" for medians via MEDIAN)
-		local first=1 name val
-		printf '{'
-		for name in "${RATIO_NAMES[@]}"; do
-			if [[ -n $1 ]]; then val=${RATIO[$1$name]}; else val=${MEDIAN[$name]}; fi
-			((first)) || printf ', '
-			first=0
-			printf '"%s": %s' "$name" "$(jnum "$val")"
-		done
-		printf '}'
-	}
 	{
 		printf '{\n'
 		printf '  "config": {"cores": %d, "threads": %s, "connections": %s, "duration": "%s", "warmup": "%s", "rounds": %d, "mirror": %s, "quiet": %s, "body_bytes": %d, "header": "%s"},\n' \
 			"$(nproc)" "$THREADS" "$CONNS" "$DURATION" "$WARMUP" "$ROUNDS" "$(jbool "$MIRROR")" "$(jbool "$QUIET")" \
 			"$BODY_BYTES" "$HASH_HEADER"
-		printf '  "latency_unit": "us",\n'
-		printf '  "rounds": [\n'
-		for ((r = 1; r <= ROUNDS; r++)); do
-			printf '    {"round": %d, "disturbed": %s, "targets": [\n' "$r" "$(jbool "${ROUND_BAD[$r]}")"
-			n=0
-			for t in "${TARGETS[@]}"; do
-				key="$r,$t"
-				((n++ == 0)) || printf ',\n'
-				printf '      {"target": "%s", "path": "%s", "requests": %s, "rps": %s, "p50_us": %s, "p99_us": %s, "socket_errors": %s, "non_2xx": %s, "edge_cpu_us_per_req": %s, "backend_cpu_us_per_req": %s, "other_cores": %s, "steal_cores": %s, "disturbed": %s}' \
-					"$t" "${URL_PATH[$t]}" "$(jnum "${REQS[$key]}")" "$(jnum "${RPS[$key]}")" "$(jnum "${P50[$key]}")" \
-					"$(jnum "${P99[$key]}")" "$(jnum "${SOCKERR[$key]}")" "$(jnum "${NON2XX[$key]}")" \
-					"$(jnum "${EDGE_CPU[$key]}")" "$(jnum "${BACKEND_CPU[$key]}")" "$(jnum "${OTHER[$key]}")" \
-					"$(jnum "${STEAL[$key]}")" "$(jbool "${DISTURBED[$key]}")"
-			done
-			printf '\n    ], "ratios": %s}' "$(jratios "$r,")"
-			((r == ROUNDS)) || printf ','
-			printf '\n'
-		done
-		printf '  ],\n'
-		printf '  "median_rounds": [%s],\n' "$(IFS=,; echo "${USE_ROUNDS[*]}")"
-		printf '  "medians": {'
-		n=0
-		for t in "${TARGETS[@]}"; do
-			((n++ == 0)) || printf ', '
-			printf '"%s": {"rps": %s, "p99_us": %s, "edge_cpu_us_per_req": %s}' "$t" \
-				"$(jnum "${MED_RPS[$t]}")" "$(jnum "${MED_P99[$t]}")" "$(jnum "${MED_CPU[$t]}")"
-		done
-		printf '},\n'
+		json_rounds --disturbed path=str:URL_PATH requests=REQS rps=RPS p50_us=P50 p99_us=P99 \
+			socket_errors=SOCKERR non_2xx=NON2XX edge_cpu_us_per_req=EDGE_CPU \
+			backend_cpu_us_per_req=BACKEND_CPU other_cores=OTHER steal_cores=STEAL disturbed=bool:DISTURBED
+		json_medians rps=MED_RPS p99_us=MED_P99 edge_cpu_us_per_req=MED_CPU
 		printf '  "median_ratios": %s,\n' "$(jratios "")"
 		printf '  "policy_checks": {'
 		n=0
