@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/extauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/pires/go-proxyproto"
 	"golang.org/x/crypto/bcrypt"
@@ -375,7 +376,40 @@ func authorize(ctx context.Context, st *State, route *Route, req *message.Reques
 			s.authHdrs = append(s.authHdrs, message.Header{Name: []byte(h[0]), Value: []byte(h[1])})
 		}
 	}
+	if a := route.extAuth; a != nil {
+		scheme := "http"
+		if req.TLS {
+			scheme = "https"
+		}
+		proto := "HTTP/1.1"
+		if req.ProtoMajor == 2 {
+			proto = "HTTP/2"
+		}
+		d := a.Check(ctx, &extauth.Request{Method: req.Method, Target: req.Target, Host: req.Host, Headers: req.Headers,
+			Scheme: scheme, Proto: proto, RequestID: rid, ClientIP: s.client, ContentLength: req.ContentLength})
+		if !d.Allowed {
+			if len(d.Headers) == 0 && len(d.Body) == 0 {
+				return localReply(fe, s, b.stats, d.Status, d.Reason, rid, st), true
+			}
+			return authReply(fe, s, b, &d, rid, st), true
+		}
+		s.extOps = d.Upstream
+	}
 	return reqInfo{}, false
+}
+
+// authReply sends an authorization service's refusal to the client as it
+// came (status, headers, body), with the request id and the reason.
+func authReply(fe frontend, s *scratch, b *backend, d *extauth.Decision, rid []byte, st *State) reqInfo {
+	fe.beforeLocalReply()
+	hs := append(s.resp[:0], d.Headers...)
+	hs = append(hs, message.Header{Name: hdrReason, Value: []byte(d.Reason)},
+		message.Header{Name: st.server.requestIDHeader, Value: rid})
+	hs = append(hs, s.cors...)
+	s.resp = hs
+	s.local = localBody{b: append(s.local.b[:0], d.Body...)}
+	n, _ := fe.respond(&message.Response{Status: d.Status, Headers: hs, ContentLength: int64(len(d.Body)), Body: &s.local})
+	return reqInfo{status: d.Status, reason: d.Reason, bytes: n, stats: b.stats}
 }
 
 var hdrWWWAuthenticate = []byte("WWW-Authenticate")

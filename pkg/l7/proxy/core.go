@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/extauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
 	"github.com/edge-agent/edge-agent/pkg/l7/wire"
@@ -71,6 +72,8 @@ type scratch struct {
 	// ones of the same name; drop are headers it removes (an API key, claim headers).
 	authHdrs message.Headers
 	drop     []string
+	// extOps are the header changes an authorization service asked for.
+	extOps []extauth.HeaderOp
 	// Retries: the endpoints tried, and the body kept to send again.
 	tried  []*upstream.Endpoint
 	rec    bodyRecorder
@@ -113,7 +116,7 @@ func serve(ctx context.Context, st *State, ls *listenerState, req *message.Reque
 	s.web, s.webText = grpcWebType(ct)
 	s.grpc = s.web || (req.ProtoMajor == 2 && grpcType(ct))
 	s.cors, s.extra, s.num = s.cors[:0], s.extra[:0], s.num[:0]
-	s.authHdrs, s.drop = s.authHdrs[:0], nil
+	s.authHdrs, s.drop, s.extOps = s.authHdrs[:0], nil, nil
 	s.client = clientIP(st.trusted, req, remoteIP)
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid
@@ -199,6 +202,11 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 	}
 	if route.rewrite != nil && route.rewrite.Host != "" {
 		out.Host = []byte(route.rewrite.Host)
+	}
+	if len(s.extOps) > 0 {
+		d := extauth.Decision{Upstream: s.extOps}
+		out.Headers = d.ApplyUpstream(out.Headers)
+		s.hdrs = out.Headers
 	}
 	bounded := true // the route timeout covers the response body
 	if s.grpc {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/extauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/jwtauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/ratelimit"
@@ -32,12 +33,44 @@ type routeRuntime struct {
 	// route's JWT config is unchanged and closed when it is not.
 	jwtCfg *config.JWTAuth
 	jwt    *jwtauth.Validator
+	// ext is the route's own authorization client (gRPC ones hold
+	// connections), kept while its config and cluster are unchanged.
+	ext *extAuthRuntime
 }
 
-// retire releases what prev held that next no longer uses.
+// extAuthRuntime is an authorization client and what it was built from.
+type extAuthRuntime struct {
+	cfg     config.ExtAuth
+	cluster *upstream.Cluster
+	auth    extauth.Authorizer
+}
+
+// extAuthFor reuses prev when cfg and its cluster are unchanged.
+func extAuthFor(cfg *config.ExtAuth, clusters map[string]*upstream.Cluster, prev *extAuthRuntime) (*extAuthRuntime, error) {
+	name := ""
+	if cfg.HTTP != nil {
+		name = cfg.HTTP.Cluster
+	} else if cfg.GRPC != nil {
+		name = cfg.GRPC.Cluster
+	}
+	if prev != nil && prev.cluster == clusters[name] && reflect.DeepEqual(prev.cfg, *cfg) {
+		return prev, nil
+	}
+	a, err := extauth.New(*cfg, clusters)
+	if err != nil {
+		return nil, err
+	}
+	return &extAuthRuntime{cfg: *cfg, cluster: clusters[name], auth: a}, nil
+}
+
+// retire releases what prev held that next no longer uses. Checks in
+// flight on a closed authorizer still finish.
 func (prev *routeRuntime) retire(next *routeRuntime) {
 	if prev.jwt != nil && (next == nil || next.jwt != prev.jwt) {
 		prev.jwt.Close()
+	}
+	if prev.ext != nil && (next == nil || next.ext != prev.ext) {
+		prev.ext.auth.Close()
 	}
 }
 
@@ -524,4 +557,15 @@ func cookieValue(hs message.Headers, name string) ([]byte, bool) {
 		}
 	}
 	return nil, false
+}
+
+// retireInto undoes a failed compile: it releases what next started that
+// prev (the runtime still serving) does not hold.
+func (prev *routeRuntime) retireInto(next *routeRuntime) {
+	if next.jwt != nil && next.jwt != prev.jwt {
+		next.jwt.Close()
+	}
+	if next.ext != nil && next.ext != prev.ext {
+		next.ext.auth.Close()
+	}
 }

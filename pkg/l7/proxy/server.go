@@ -271,6 +271,9 @@ loop:
 		for _, rt := range st.runtimes {
 			rt.retire(nil)
 		}
+		if st.extDefault != nil {
+			st.extDefault.auth.Close()
+		}
 	}
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/extauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/jwtauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/router"
@@ -33,6 +34,8 @@ type State struct {
 	runtimes map[string]*routeRuntime
 	// trusted are the proxies whose X-Forwarded-For names the client.
 	trusted []netip.Prefix
+	// extDefault is security.extAuth's client, for routes without their own.
+	extDefault *extAuthRuntime
 }
 
 type serverSettings struct {
@@ -76,6 +79,7 @@ type Route struct {
 	apiKeys   *apiKeys
 	basicAuth *basicAuth
 	jwt       *jwtauth.Validator
+	extAuth   extauth.Authorizer
 	// authDrop are incoming headers never sent upstream: the API key, and
 	// the headers JWT claims fill (a client must not pose as a claim).
 	authDrop []string
@@ -156,9 +160,13 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 				if prev != nil {
 					old = prev.runtimes[name]
 				}
-				if old == nil || old.jwt != rt.jwt {
-					rt.retire(nil)
+				if old == nil {
+					old = &routeRuntime{}
 				}
+				old.retireInto(rt)
+			}
+			if st.extDefault != nil && (prev == nil || prev.extDefault != st.extDefault) {
+				st.extDefault.auth.Close()
 			}
 			return
 		}
@@ -166,8 +174,20 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 			for name, old := range prev.runtimes {
 				old.retire(st.runtimes[name])
 			}
+			if prev.extDefault != nil && prev.extDefault != st.extDefault {
+				prev.extDefault.auth.Close()
+			}
 		}
 	}()
+	if a := c.Security.ExtAuth; a != nil {
+		var prevExt *extAuthRuntime
+		if prev != nil {
+			prevExt = prev.extDefault
+		}
+		if st.extDefault, err = extAuthFor(a, clusters, prevExt); err != nil {
+			return nil, config.Errors{{Path: "security.extAuth", Reason: err.Error()}}
+		}
+	}
 	routes := make([]*Route, len(c.Routes))
 	for i := range c.Routes {
 		rc := &c.Routes[i]
@@ -205,6 +225,26 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		}
 		if r.apiKeys != nil {
 			r.authDrop = append(r.authDrop, r.apiKeys.header)
+		}
+		switch a := rc.ExtAuth; {
+		case a != nil && !a.Bypass:
+			var prevExt *extAuthRuntime
+			if prevRT != nil {
+				prevExt = prevRT.ext
+			}
+			if rt.ext, err = extAuthFor(a, clusters, prevExt); err != nil {
+				return nil, config.Errors{{Path: fmt.Sprintf("routes[%d].extAuth", i), Reason: err.Error()}}
+			}
+			r.extAuth = rt.ext.auth
+			if a.HTTP != nil {
+				// What the service may set, a client may not send.
+				r.authDrop = append(r.authDrop, a.HTTP.AllowedUpstreamHeaders...)
+			}
+		case a == nil && st.extDefault != nil:
+			r.extAuth = st.extDefault.auth
+			if h := st.extDefault.cfg.HTTP; h != nil {
+				r.authDrop = append(r.authDrop, h.AllowedUpstreamHeaders...)
+			}
 		}
 		r.maxBody, r.maxBodyGRPC = c.Security.MaxBodyBytes, false
 		if rc.MaxBodyBytes > 0 {
