@@ -74,7 +74,9 @@ clusters:
 - {name: authh, endpoints: [{address: %s}]}
 `, up.addr(), ln.Addr(), httpAuth))
 	c := client()
-	bearer := func(tok string) map[string]string { return map[string]string{"Authorization": "Bearer " + tok, "X-User": "mallory"} }
+	bearer := func(tok string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + tok, "X-User": "mallory"}
+	}
 	for _, tc := range []struct {
 		name, path, tok string
 		status          int
