@@ -384,8 +384,12 @@ func TestDaemonSetMatchesConfig(t *testing.T) {
 		mounts["handover"].MountPath != "/run/edge-agent" || mounts["handover"].ReadOnly {
 		t.Errorf("handover volume %+v mount %+v: want hostPath /run/edge-agent DirectoryOrCreate at /run/edge-agent, writable", ho, mounts["handover"])
 	}
-	if len(spec.Volumes) != 4 {
-		t.Errorf("%d volumes; want config, bpffs, cgroup, handover only", len(spec.Volumes))
+	tmp := vols["tmp"]
+	if tmp.EmptyDir == nil || tmp.EmptyDir.SizeLimit == nil || tmp.EmptyDir.SizeLimit.String() != "64Mi" || mounts["tmp"].MountPath != "/tmp" {
+		t.Errorf("tmp volume %+v mount %+v: want a 64Mi emptyDir at /tmp (the WAF needs a writable temp dir)", tmp, mounts["tmp"])
+	}
+	if len(spec.Volumes) != 5 {
+		t.Errorf("%d volumes; want config, bpffs, cgroup, handover, tmp only", len(spec.Volumes))
 	}
 
 	r := c.Resources

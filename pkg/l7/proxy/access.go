@@ -21,6 +21,7 @@ import (
 	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/l7/extauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/waf"
 	"github.com/pires/go-proxyproto"
 	"golang.org/x/crypto/bcrypt"
 )
@@ -395,7 +396,81 @@ func authorize(ctx context.Context, st *State, route *Route, req *message.Reques
 		}
 		s.extOps = d.Upstream
 	}
+	if w := route.waf; w != nil {
+		if v, ok := inspect(ctx, st, w, req, fe, s); !ok {
+			return localReply(fe, s, b.stats, 499, "downstream_canceled", rid, st), true
+		} else if v.Blocked {
+			return localReply(fe, s, b.stats, v.Status, "waf_blocked", rid, st), true
+		}
+	}
 	return reqInfo{}, false
+}
+
+// inspect runs the WAF on req, with up to waf.BodyLimit bytes of its body
+// (read now, and sent upstream again before the rest). It waits for a
+// WAF slot; false means the client left first.
+func inspect(ctx context.Context, st *State, w *waf.WAF, req *message.Request, fe frontend, s *scratch) (waf.Verdict, bool) {
+	var body []byte
+	truncated := false
+	if req.Body != nil && req.ContentLength != 0 {
+		fe.continueBody()
+		limit := int64(waf.BodyLimit)
+		if req.ContentLength > 0 && req.ContentLength < limit {
+			limit = req.ContentLength
+		}
+		buf := s.wafBuf[:0]
+		if int64(cap(buf)) < limit {
+			buf = make([]byte, 0, limit)
+		}
+		n, err := io.ReadFull(req.Body, buf[:limit])
+		body, s.wafBuf = buf[:n], buf
+		switch {
+		case err == nil:
+			truncated = req.ContentLength < 0 || req.ContentLength > int64(n)
+		case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+			// A chunked body shorter than the limit: all of it is here.
+		default:
+			s.replayErr = err
+		}
+		s.replay2 = prefixBody{pre: body, rest: req.Body, err: s.replayErr}
+		req.Body = &s.replay2
+	}
+	select {
+	case st.wafSlots <- struct{}{}:
+	case <-ctx.Done():
+		return waf.Verdict{}, false
+	}
+	defer func() { <-st.wafSlots }()
+	return w.Check(&waf.Request{Method: string(req.Method), URI: string(req.Target), Host: string(req.Host),
+		Proto: protoName(req), Headers: req.Headers, ContentLength: req.ContentLength, Body: body, BodyTruncated: truncated,
+		ClientIP: string(s.client)}), true
+}
+
+func protoName(req *message.Request) string {
+	if req.ProtoMajor == 2 {
+		return "HTTP/2.0"
+	}
+	return "HTTP/1.1"
+}
+
+// prefixBody reads pre, then rest (or err, a read error met while
+// reading pre).
+type prefixBody struct {
+	pre  []byte
+	rest io.Reader
+	err  error
+}
+
+func (p *prefixBody) Read(b []byte) (int, error) {
+	if len(p.pre) > 0 {
+		n := copy(b, p.pre)
+		p.pre = p.pre[n:]
+		return n, nil
+	}
+	if p.err != nil {
+		return 0, p.err
+	}
+	return p.rest.Read(b)
 }
 
 // authReply sends an authorization service's refusal to the client as it

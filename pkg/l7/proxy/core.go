@@ -74,6 +74,10 @@ type scratch struct {
 	drop     []string
 	// extOps are the header changes an authorization service asked for.
 	extOps []extauth.HeaderOp
+	// The WAF's view of the body, and the reader that sends it on.
+	wafBuf    []byte
+	replay2   prefixBody
+	replayErr error
 	// Retries: the endpoints tried, and the body kept to send again.
 	tried  []*upstream.Endpoint
 	rec    bodyRecorder
@@ -116,7 +120,7 @@ func serve(ctx context.Context, st *State, ls *listenerState, req *message.Reque
 	s.web, s.webText = grpcWebType(ct)
 	s.grpc = s.web || (req.ProtoMajor == 2 && grpcType(ct))
 	s.cors, s.extra, s.num = s.cors[:0], s.extra[:0], s.num[:0]
-	s.authHdrs, s.drop, s.extOps = s.authHdrs[:0], nil, nil
+	s.authHdrs, s.drop, s.extOps, s.replayErr = s.authHdrs[:0], nil, nil, nil
 	s.client = clientIP(st.trusted, req, remoteIP)
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid

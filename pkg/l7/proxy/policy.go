@@ -16,6 +16,7 @@ import (
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/ratelimit"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
+	"github.com/edge-agent/edge-agent/pkg/l7/waf"
 	"github.com/edge-agent/edge-agent/pkg/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -36,6 +37,9 @@ type routeRuntime struct {
 	// ext is the route's own authorization client (gRPC ones hold
 	// connections), kept while its config and cluster are unchanged.
 	ext *extAuthRuntime
+	// waf is costly to build (tens of ms, MiBs): kept while its config is.
+	wafCfg *config.WAF
+	waf    *waf.WAF
 }
 
 // extAuthRuntime is an authorization client and what it was built from.
@@ -72,6 +76,9 @@ func (prev *routeRuntime) retire(next *routeRuntime) {
 	if prev.ext != nil && (next == nil || next.ext != prev.ext) {
 		prev.ext.auth.Close()
 	}
+	if prev.waf != nil && (next == nil || next.waf != prev.waf) {
+		_ = prev.waf.Close()
+	}
 }
 
 // runtimeFor returns the runtime of route rc, reusing prev's parts whose
@@ -98,6 +105,9 @@ func runtimeFor(rc *config.Route, prev *routeRuntime) *routeRuntime {
 		if prev != nil && prev.jwt != nil && reflect.DeepEqual(*prev.jwtCfg, *rc.JWT) {
 			rt.jwtCfg, rt.jwt = prev.jwtCfg, prev.jwt
 		}
+	}
+	if rc.WAF != nil && prev != nil && prev.waf != nil && reflect.DeepEqual(*prev.wafCfg, *rc.WAF) {
+		rt.wafCfg, rt.waf = prev.wafCfg, prev.waf
 	}
 	if rc.Mirror != nil {
 		if prev != nil && prev.mirror != nil {
@@ -567,5 +577,8 @@ func (prev *routeRuntime) retireInto(next *routeRuntime) {
 	}
 	if next.ext != nil && next.ext != prev.ext {
 		next.ext.auth.Close()
+	}
+	if next.waf != nil && next.waf != prev.waf {
+		_ = next.waf.Close()
 	}
 }

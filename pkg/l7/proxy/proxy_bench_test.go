@@ -3,14 +3,23 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
+	crand "crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"sync"
 	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
 // rawBackend answers every request on a keep-alive connection with a fixed
@@ -58,7 +67,12 @@ func rawBackend(b *testing.B) string {
 // every response.
 func runClients(b *testing.B, addr string, conns int) {
 	b.Helper()
-	req := []byte("GET /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\n\r\n")
+	runClientsWith(b, addr, conns, []byte("GET /bench HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\n\r\n"))
+}
+
+// runClientsWith is runClients with a given request.
+func runClientsWith(b *testing.B, addr string, conns int, req []byte) {
+	b.Helper()
 	var wg sync.WaitGroup
 	per := b.N / conns
 	errs := make(chan error, conns)
@@ -190,4 +204,63 @@ clusters: [{name: c, endpoints: [{address: %s}]%s}]
 			runClients(b, e.addr, 64)
 		})
 	}
+}
+
+// BenchmarkSecurity compares, in one run, a route without access control,
+// one that validates an RS256 JWT and one with the WAF (OWASP CRS,
+// paranoia 1) blocking. Report the ns/op ratios.
+func BenchmarkSecurity(b *testing.B) {
+	priv, err := rsa.GenerateKey(crand.Reader, 2048)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pub, _ := jwk.PublicKeyOf(priv)
+	pub.Set(jwk.KeyIDKey, "k1")
+	set := jwk.NewSet()
+	set.AddKey(pub)
+	doc, _ := json.Marshal(set)
+	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(doc) }))
+	defer jwks.Close()
+	tok, _ := jwt.NewBuilder().Issuer("https://id.test").Subject("alice").Expiration(time.Now().Add(time.Hour)).Build()
+	key, _ := jwk.Import(priv)
+	key.Set(jwk.KeyIDKey, "k1")
+	signed, err := jwt.Sign(tok, jwt.WithKey(jwa.RS256(), key))
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := []byte("GET /bench?page=2 HTTP/1.1\r\nHost: bench.test\r\nUser-Agent: bench\r\nAccept: text/html\r\n" +
+		"Authorization: Bearer " + string(signed) + "\r\n\r\n")
+	for _, tc := range []struct{ name, route string }{
+		{"none", ""},
+		{"jwt", fmt.Sprintf(`, jwt: {providers: [{name: id, issuer: "https://id.test", jwksURL: "%s", algorithms: [RS256]}]}`, jwks.URL)},
+		{"waf", `, waf: {mode: block}`},
+	} {
+		b.Run(tc.name+"/conns=64", func(b *testing.B) {
+			up := rawBackend(b)
+			e := startProxy(b, fmt.Sprintf(`
+server: {accessLog: false}
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, match: {path: {prefix: /}}, backends: [{cluster: c}]%s}]
+clusters: [{name: c, endpoints: [{address: %s}]}]
+`, tc.route, up))
+			if tc.name == "jwt" { // the keys arrive in the background
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if r, err := http.DefaultClient.Do(mustAuthReq(b, e.url("/"), string(signed))); err == nil {
+						r.Body.Close()
+						if r.StatusCode == 200 {
+							break
+						}
+					}
+				}
+			}
+			b.ReportAllocs()
+			runClientsWith(b, e.addr, 64, req)
+		})
+	}
+}
+
+func mustAuthReq(b *testing.B, url, tok string) *http.Request {
+	r := mustReq(b, "GET", url, nil)
+	r.Header.Set("Authorization", "Bearer "+tok)
+	return r
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"net/netip"
 	"strings"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/edge-agent/edge-agent/pkg/l7/jwtauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/router"
+	"github.com/edge-agent/edge-agent/pkg/l7/waf"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
 	"github.com/edge-agent/edge-agent/pkg/metrics"
 )
@@ -36,6 +38,10 @@ type State struct {
 	trusted []netip.Prefix
 	// extDefault is security.extAuth's client, for routes without their own.
 	extDefault *extAuthRuntime
+	// wafSlots bound the WAF checks running at once (each costs
+	// milliseconds of CPU): more wait, so a flood of inspected requests
+	// cannot take every core from other routes. Shared by all States.
+	wafSlots chan struct{}
 }
 
 type serverSettings struct {
@@ -80,6 +86,7 @@ type Route struct {
 	basicAuth *basicAuth
 	jwt       *jwtauth.Validator
 	extAuth   extauth.Authorizer
+	waf       *waf.WAF
 	// authDrop are incoming headers never sent upstream: the API key, and
 	// the headers JWT claims fill (a client must not pose as a claim).
 	authDrop []string
@@ -150,6 +157,11 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		clusters: clusters,
 		runtimes: map[string]*routeRuntime{},
 		trusted:  parsePrefixes(c.Security.TrustedProxies),
+	}
+	if prev != nil {
+		st.wafSlots = prev.wafSlots
+	} else {
+		st.wafSlots = make(chan struct{}, max(1, runtime.GOMAXPROCS(0)-1))
 	}
 	// On failure, close what this compile started; on success, what the
 	// previous State held and this one does not.
@@ -225,6 +237,17 @@ func Compile(snap *config.Snapshot, clusters map[string]*upstream.Cluster, m *me
 		}
 		if r.apiKeys != nil {
 			r.authDrop = append(r.authDrop, r.apiKeys.header)
+		}
+		if rc.WAF != nil {
+			if rt.waf == nil {
+				w, err := waf.New(*rc.WAF, log)
+				if err != nil {
+					return nil, config.Errors{{Path: fmt.Sprintf("routes[%d].waf", i), Reason: err.Error()}}
+				}
+				cfg := *rc.WAF
+				rt.wafCfg, rt.waf = &cfg, w
+			}
+			r.waf = rt.waf
 		}
 		switch a := rc.ExtAuth; {
 		case a != nil && !a.Bypass:
