@@ -7,8 +7,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"net/netip"
+	"runtime"
 	"strings"
 	"time"
 
@@ -17,8 +17,8 @@ import (
 	"github.com/edge-agent/edge-agent/pkg/l7/jwtauth"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/router"
-	"github.com/edge-agent/edge-agent/pkg/l7/waf"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
+	"github.com/edge-agent/edge-agent/pkg/l7/waf"
 	"github.com/edge-agent/edge-agent/pkg/metrics"
 )
 
