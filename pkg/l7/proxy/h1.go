@@ -178,14 +178,17 @@ func keepAlive(hs message.Headers) bool {
 
 // bodyConsumed reports whether the request body was read to its end, so
 // the next request starts at a known place in the stream.
+//
+// It asks the connection's own readers, by the head's framing: the core
+// may have wrapped req.Body (a WAF replaying what it inspected).
 func (c *h1conn) bodyConsumed() bool {
-	switch c.req.Body {
-	case nil:
-		return true
-	case &c.lr:
+	switch {
+	case c.head.Chunked:
+		return c.cr.Done()
+	case c.head.ContentLength > 0:
 		return c.lr.N == 0
 	default:
-		return c.cr.Done()
+		return true
 	}
 }
 

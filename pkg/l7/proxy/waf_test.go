@@ -45,8 +45,11 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 		if tc.body != "" {
 			body = strings.NewReader(tc.body)
 		}
-		code, _, _, h, _ := call(c, tc.method, e.url(tc.path), tc.hdr, body)
+		code, _, _, h, err := call(c, tc.method, e.url(tc.path), tc.hdr, body)
 		reason := h.Get("Edge-Agent-Reason")
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+		}
 		if code != tc.status || (code == 403) != (reason == "waf_blocked") {
 			t.Errorf("%s: %d %q, want %d", tc.name, code, reason, tc.status)
 		}
