@@ -1,6 +1,7 @@
 package jwtauth
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -8,9 +9,12 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwa"
 )
 
-// benchCheck measures Check on a valid token: peek, key lookup, signature
-// verification and claim validation, with one claim copied to a header.
-func benchCheck(b *testing.B, s signer, algs ...string) {
+// benchCheck measures Check on a valid token, with one claim copied to a
+// header. Cached, the token is verified once and then found in the cache
+// (hash, lookup), as when a client sends the same token again; uncached,
+// every Check peeks, looks the key up, verifies the signature and
+// validates the claims.
+func benchCheck(b *testing.B, s signer, cached bool, algs ...string) {
 	testKeys(b)
 	srv := newJWKSServer(b, jwksDoc(b,
 		pubJWK(b, rsaA, "A", ""),
@@ -20,6 +24,9 @@ func benchCheck(b *testing.B, s signer, algs ...string) {
 	p := providerCfg(srv.URL, algs...)
 	p.ClaimsToHeaders = []config.ClaimHeader{{Claim: "sub", Header: "X-User"}}
 	v := newValidator(b, config.JWTAuth{Providers: []config.JWTProvider{p}}, true)
+	if !cached {
+		v.cache = nil
+	}
 	now := time.Now()
 	h := bearer(s.sign(b, claims(now, nil)))
 	get := func(name string) (string, bool) { return h["Authorization"], true }
@@ -36,17 +43,61 @@ func benchCheck(b *testing.B, s signer, algs ...string) {
 
 func BenchmarkCheckRS256(b *testing.B) {
 	testKeys(b)
-	benchCheck(b, signer{jwa.RS256(), rsaA, "A"}, "RS256")
+	benchCheck(b, signer{jwa.RS256(), rsaA, "A"}, true, "RS256")
 }
 
 func BenchmarkCheckES256(b *testing.B) {
 	testKeys(b)
-	benchCheck(b, signer{jwa.ES256(), ecP256, "ec"}, "ES256")
+	benchCheck(b, signer{jwa.ES256(), ecP256, "ec"}, true, "ES256")
 }
 
 func BenchmarkCheckEdDSA(b *testing.B) {
 	testKeys(b)
-	benchCheck(b, signer{jwa.EdDSA(), edKey, "ed"}, "EdDSA")
+	benchCheck(b, signer{jwa.EdDSA(), edKey, "ed"}, true, "EdDSA")
+}
+
+func BenchmarkCheckRS256Uncached(b *testing.B) {
+	testKeys(b)
+	benchCheck(b, signer{jwa.RS256(), rsaA, "A"}, false, "RS256")
+}
+
+func BenchmarkCheckES256Uncached(b *testing.B) {
+	testKeys(b)
+	benchCheck(b, signer{jwa.ES256(), ecP256, "ec"}, false, "ES256")
+}
+
+func BenchmarkCheckEdDSAUncached(b *testing.B) {
+	testKeys(b)
+	benchCheck(b, signer{jwa.EdDSA(), edKey, "ed"}, false, "EdDSA")
+}
+
+// BenchmarkCheckRS256Parallel is the cached path from every core, with
+// as many tokens as goroutines (shard contention).
+func BenchmarkCheckRS256Parallel(b *testing.B) {
+	testKeys(b)
+	srv := newJWKSServer(b, jwksDoc(b, pubJWK(b, rsaA, "A", "")))
+	v := newValidator(b, config.JWTAuth{Providers: []config.JWTProvider{providerCfg(srv.URL, "RS256")}}, true)
+	now := time.Now()
+	var toks []string
+	for i := range 64 {
+		toks = append(toks, "Bearer "+signer{jwa.RS256(), rsaA, "A"}.sign(b, claims(now, map[string]any{"n": i})))
+		if r := check(v, headers{"Authorization": toks[i]}, now); !r.OK {
+			b.Fatal(r.Reason)
+		}
+	}
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		tok := toks[next.Add(1)%int64(len(toks))]
+		get := func(string) (string, bool) { return tok, true }
+		for pb.Next() {
+			if r := v.Check(get, nil, now); !r.OK {
+				b.Error(r.Reason)
+				return
+			}
+		}
+	})
 }
 
 // BenchmarkCheckRejectBadSignature is the cost of a forged token with a

@@ -9,6 +9,13 @@
 // validates exp (required), nbf and iat (when present, all with the
 // provider's clock skew), the issuer and the audience.
 //
+// A token that passed is remembered (by its SHA-256, never itself), so
+// that the next requests carrying it skip the verification: for at most a
+// minute, never past its exp, only once its nbf and iat have passed, and
+// only while the keys of every provider are those it was checked with (a
+// JWKS refresh that changes a key set forgets every token). Failures are
+// never remembered. At most CacheSize tokens are kept.
+//
 // Signature verification and claim validation are done by
 // github.com/lestrrat-go/jwx/v3. Only the algorithms a provider lists are
 // accepted; none and HMAC never are, and a key verifies only the
@@ -30,6 +37,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
@@ -91,6 +99,8 @@ type Result struct {
 	// their order: {header, value}. Claims that are absent, not a string,
 	// number or bool, or whose string holds control characters, are
 	// skipped. Numbers are in plain decimal, bools "true"/"false".
+	// The slice is shared with other Results for the same token (it
+	// comes from the cache): read it, never modify or append to it.
 	Headers [][2]string
 	// Challenge is the WWW-Authenticate value to send with the 401.
 	Challenge string
@@ -101,6 +111,13 @@ type Validator struct {
 	sources  []*tokenSource
 	optional bool
 	headers  []string
+
+	// cache holds the tokens that passed (nil: none are kept). keyGen is
+	// bumped by a provider's refresh after it stores a key set that
+	// differs from the one before; cached entries of an older generation
+	// are not used.
+	cache  *tokenCache
+	keyGen atomic.Uint64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -145,13 +162,13 @@ func New(ctx context.Context, cfg config.JWTAuth, log *slog.Logger, httpClient *
 	if httpClient == nil {
 		httpClient = &http.Client{Timeout: DefaultFetchTimeout}
 	}
-	v := &Validator{optional: cfg.Optional}
+	v := &Validator{optional: cfg.Optional, cache: newTokenCache(CacheSize)}
 	byPlace := map[string]*tokenSource{}
 	seenHeader := map[string]bool{}
 	var starts []func(context.Context)
 	for i := range cfg.Providers {
 		pc := &cfg.Providers[i]
-		p, first, err := newProvider(pc, log, httpClient)
+		p, first, err := newProvider(pc, log, httpClient, &v.keyGen)
 		if err != nil {
 			return nil, fmt.Errorf("jwt provider %q: %w", pc.Name, err)
 		}
@@ -192,7 +209,8 @@ func New(ctx context.Context, cfg config.JWTAuth, log *slog.Logger, httpClient *
 
 // newProvider checks one provider's config, reads its JWKS file if it has
 // one, and returns it with the delay before its first background load.
-func newProvider(pc *config.JWTProvider, log *slog.Logger, client *http.Client) (*provider, time.Duration, error) {
+// keyGen is bumped whenever its key set changes.
+func newProvider(pc *config.JWTProvider, log *slog.Logger, client *http.Client, keyGen *atomic.Uint64) (*provider, time.Duration, error) {
 	if pc.Issuer == "" {
 		return nil, 0, errors.New("issuer is required")
 	}
@@ -228,6 +246,7 @@ func newProvider(pc *config.JWTProvider, log *slog.Logger, client *http.Client) 
 		log:               log,
 		kick:              make(chan struct{}, 1),
 		earlyRefreshEvery: EarlyRefreshEvery,
+		keyGen:            keyGen,
 	}
 	first := time.Duration(0)
 	if ks.file != "" {
@@ -277,18 +296,45 @@ func (v *Validator) ClaimHeaderNames() []string { return slices.Clone(v.headers)
 // name; either may be nil when the request has none. The sources are
 // tried in the order the providers list them, and the first one that
 // carries a token decides: that token must be valid.
+//
+// A token that passed at some time is passed again without verification
+// until min(its exp, that time + 1m), at any now from that time on, as
+// long as no provider's keys have changed (see the package comment).
+// The Headers of the Result are then shared: see Result.
 func (v *Validator) Check(get func(name string) (string, bool), cookie func(name string) (string, bool), now time.Time) Result {
-	for _, src := range v.sources {
+	for i, src := range v.sources {
 		token, found := src.extract(get, cookie)
 		if !found {
 			continue
 		}
-		return src.check(token, now)
+		return v.checkAt(i, src, token, now)
 	}
 	if v.optional {
 		return Result{OK: true, Reason: ReasonMissing}
 	}
 	return Result{Status: http.StatusUnauthorized, Reason: ReasonMissing, Challenge: ChallengeMissing}
+}
+
+// checkAt checks a token found at source i, through the cache.
+func (v *Validator) checkAt(i int, src *tokenSource, token string, now time.Time) Result {
+	if v.cache == nil || token == "" || len(token) > MaxTokenBytes {
+		r, _ := src.check(token, now)
+		return r
+	}
+	key := keyOf(token, i)
+	at := now.UnixNano()
+	// The generation is read before the keys are: a refresh that stores
+	// new keys during the check bumps it after, so what is stored below
+	// with the generation read here is not used once the new keys are.
+	gen := v.keyGen.Load()
+	if e, ok := v.cache.get(key, at, gen); ok {
+		return Result{OK: true, Provider: e.provider, Headers: e.headers}
+	}
+	r, until := src.check(token, now)
+	if r.OK && until > at {
+		v.cache.put(key, cacheEntry{provider: r.Provider, headers: r.Headers, from: at, until: until, gen: gen})
+	}
+	return r
 }
 
 // extract returns the token at this source. An Authorization header
@@ -395,55 +441,62 @@ func decodeSegment(seg string, dst any) bool {
 	return json.Unmarshal(buf[:m], dst) == nil
 }
 
-// check validates a token found at this source.
-func (s *tokenSource) check(token string, now time.Time) Result {
+// check validates a token found at this source. For a valid token it
+// also returns until when (unix ns) the result may be reused, 0 if not at
+// all.
+func (s *tokenSource) check(token string, now time.Time) (Result, int64) {
 	if token == "" || len(token) > MaxTokenBytes {
-		return fail(ReasonInvalid, nil)
+		return fail(ReasonInvalid, nil), 0
 	}
 	pk, ok := peek(token)
 	if !ok {
-		return fail(ReasonInvalid, nil)
+		return fail(ReasonInvalid, nil), 0
 	}
 	var first *Result
 	for _, p := range s.providers {
 		if p.issuer != pk.iss {
 			continue
 		}
-		r := p.verify(token, pk, now)
+		r, until := p.verify(token, pk, now)
 		if r.OK {
-			return r
+			return r, until
 		}
 		if first == nil {
 			first = &r
 		}
 	}
 	if first == nil {
-		return fail(ReasonIssuer, nil)
+		return fail(ReasonIssuer, nil), 0
 	}
-	return *first
+	return *first, 0
 }
 
 // verify checks a token that names p's issuer with p's keys and rules.
-func (p *provider) verify(token string, pk peeked, now time.Time) Result {
+// For a valid token it also returns until when (unix ns) the result may
+// be reused (see reuseUntil), 0 if not at all.
+func (p *provider) verify(token string, pk peeked, now time.Time) (Result, int64) {
 	alg, ok := p.algorithm(pk.alg)
 	if !ok {
-		return fail(ReasonAlgorithm, p)
+		return fail(ReasonAlgorithm, p), 0
 	}
 	set := p.keys.current()
 	if set == nil {
 		p.keys.requestRefresh()
-		return fail(ReasonKeysUnavailable, p)
+		return fail(ReasonKeysUnavailable, p), 0
 	}
 	key, found := set.lookup(pk.kid, pk.alg)
 	switch found {
 	case keyFound:
 	case keyUnknown:
 		p.keys.requestRefresh()
-		return fail(ReasonUnknownKey, p)
+		return fail(ReasonUnknownKey, p), 0
 	case keyAmbiguous:
-		return fail(ReasonUnknownKey, p)
+		return fail(ReasonUnknownKey, p), 0
 	default: // keyMismatch
-		return fail(ReasonInvalid, p)
+		return fail(ReasonInvalid, p), 0
+	}
+	if h := verifyHook; h != nil {
+		h()
 	}
 	// The library checks again that the header's alg is alg and that the
 	// key's type fits it, verifies the signature, then validates exp
@@ -456,24 +509,49 @@ func (p *provider) verify(token string, pk peeked, now time.Time) Result {
 	)
 	if err != nil {
 		if errors.Is(err, jwt.TokenExpiredError()) {
-			return fail(ReasonExpired, p)
+			return fail(ReasonExpired, p), 0
 		}
-		return fail(ReasonInvalid, p)
+		return fail(ReasonInvalid, p), 0
 	}
 	if iss, _ := tok.Issuer(); iss != p.issuer {
-		return fail(ReasonIssuer, p)
+		return fail(ReasonIssuer, p), 0
 	}
 	if len(p.audiences) > 0 {
 		aud, _ := tok.Audience()
 		if !containsAny(aud, p.audiences) {
-			return fail(ReasonAudience, p)
+			return fail(ReasonAudience, p), 0
 		}
 	}
 	r := Result{OK: true, Provider: p.name}
 	if len(p.claims) > 0 {
-		r.Headers = claimHeaders(pk.payload, p.claims)
+		// Clipped: the slice is shared through the cache, so a caller
+		// that appended to it anyway would copy it, not write in it.
+		r.Headers = slices.Clip(claimHeaders(pk.payload, p.claims))
 	}
-	return r
+	return r, reuseUntil(tok, now)
+}
+
+// reuseUntil is until when (unix ns) a valid token's result may be
+// reused: min(exp, now + cacheMaxAge), exp without the clock skew; 0
+// (never) while its nbf or iat is still ahead of now (it passed thanks to
+// the skew). Over [now, until), as long as the keys do not change, every
+// provider's verdict on the token is the one it has at now, whatever its
+// skew: nbf and iat have passed and stay so, and exp is not reached.
+func reuseUntil(tok jwt.Token, now time.Time) int64 {
+	if nbf, ok := tok.NotBefore(); ok && nbf.After(now) {
+		return 0
+	}
+	if iat, ok := tok.IssuedAt(); ok && iat.After(now) {
+		return 0
+	}
+	until := now.Add(cacheMaxAge)
+	if exp, ok := tok.Expiration(); ok && exp.Before(until) {
+		until = exp
+	}
+	if !until.After(now) {
+		return 0
+	}
+	return until.UnixNano()
 }
 
 // algorithm returns the library's value for name if p allows it.

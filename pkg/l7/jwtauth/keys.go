@@ -1,6 +1,7 @@
 package jwtauth
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
@@ -110,6 +111,18 @@ func (s *keySet) lookup(kid, alg string) (*pubKey, lookupResult) {
 		return nil, keyUnknown
 	}
 	return found, keyFound
+}
+
+// equal reports whether s and o hold the same keys (ids, algorithms and
+// public keys) in the same order.
+func (s *keySet) equal(o *keySet) bool {
+	return slices.EqualFunc(s.all, o.all, func(a, b *pubKey) bool {
+		if a.kid != b.kid || a.alg != b.alg {
+			return false
+		}
+		k, ok := a.raw.(interface{ Equal(crypto.PublicKey) bool })
+		return ok && k.Equal(b.raw)
+	})
 }
 
 // kids lists the set's key ids (for logs: they are public).

@@ -30,6 +30,9 @@ type keySource struct {
 	// lastKick is when an early refresh was last asked for (unix ns).
 	lastKick          atomic.Int64
 	earlyRefreshEvery time.Duration
+	// keyGen (the Validator's) is bumped after a set that differs from
+	// the one in use is stored; nil: not bumped.
+	keyGen *atomic.Uint64
 
 	// Used only by the refresh goroutine.
 	etag     string
@@ -110,6 +113,8 @@ func nextBackoff(prev, refresh time.Duration) time.Duration {
 func jitter(d time.Duration) time.Duration { return d + rand.N(d/10+1) }
 
 // load reads and parses the JWKS and stores it if it has a usable key.
+// A set equal to the one in use is not stored: keyGen, bumped only for a
+// set that differs, keeps the tokens validated with it in the cache.
 func (s *keySource) load(ctx context.Context) error {
 	data, etag, err := s.read(ctx)
 	if err != nil {
@@ -122,7 +127,14 @@ func (s *keySource) load(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.set.Store(set)
+	if cur := s.current(); cur == nil || !cur.equal(set) {
+		// Stored before the bump: a check that reads the bumped
+		// generation then finds this set (see Validator.checkAt).
+		s.set.Store(set)
+		if s.keyGen != nil {
+			s.keyGen.Add(1)
+		}
+	}
 	s.etag = etag
 	if kids := set.kids(); kids != s.lastKids {
 		s.lastKids = kids
