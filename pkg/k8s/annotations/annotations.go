@@ -88,6 +88,50 @@ type Route struct {
 	RateLimit *config.RateLimit
 	Mirror    *Mirror
 	Fault     *config.Fault
+	// Access control; nil (or zero) when no key of their group was given.
+	IPRules   *config.IPRules
+	APIKeys   *APIKeys
+	BasicAuth *BasicAuth
+	// JWT has one provider, named JWTProviderName, with a JWKS URL.
+	JWT *config.JWTAuth
+	// ExtAuthBypass turns the node-wide external authorization off for
+	// the route (the auth service itself is node config, not annotations).
+	ExtAuthBypass bool
+	WAF           *config.WAF
+	// MaxBodyBytes bounds request bodies (0: the node default).
+	MaxBodyBytes int64
+	CORS         *config.CORS
+}
+
+// Data keys of the Secrets that api-keys-secret and basic-auth-secret name.
+const (
+	APIKeysDataKey   = "keys"
+	BasicAuthDataKey = "users"
+)
+
+// JWTProviderName names the one JWT provider a route's annotations define.
+const JWTProviderName = "k8s"
+
+// MaxBodyBytes is the largest max-body-bytes a route may set (1TiB, as the
+// model allows).
+const MaxBodyBytes = 1 << 40
+
+// APIKeys checks a header against the keys in a Secret of the Service's
+// namespace; the translator reads the Secret.
+type APIKeys struct {
+	// Secret holds the keys, one per line, under data key "keys".
+	Secret string
+	// Header carries the key (empty: the model's default, X-API-Key).
+	Header string
+}
+
+// BasicAuth checks credentials against htpasswd lines in a Secret of the
+// Service's namespace; the translator reads the Secret.
+type BasicAuth struct {
+	// Secret holds htpasswd lines under data key "users".
+	Secret string
+	// Realm is shown by browsers (empty: the model's default).
+	Realm string
 }
 
 // Mirror copies a share of a route's requests to another Service of the
@@ -298,7 +342,7 @@ func (p *parser) checkRoutePolicies(r *Route) {
 	has := func(setting string) bool { return p.set[key(setting)] }
 	if r.Redirect != nil {
 		for _, setting := range sortedRouteSettings() {
-			if has(setting) && (setting == "streaming" || setting == "idle-timeout" || strings.HasPrefix(setting, "retry-") || strings.HasPrefix(setting, "mirror-")) {
+			if has(setting) && (setting == "streaming" || setting == "idle-timeout" || setting == "max-body-bytes" || strings.HasPrefix(setting, "retry-") || strings.HasPrefix(setting, "mirror-")) {
 				p.fail(key(setting), "does not apply to a route that redirects (it sends nothing upstream)")
 			}
 		}
@@ -336,6 +380,7 @@ func (p *parser) checkRoutePolicies(r *Route) {
 	if r.Mirror != nil && !has("mirror-service") {
 		p.fail(key("mirror-service"), "required when mirror-percent is set")
 	}
+	p.checkRouteSecurity(r)
 	if f := r.Fault; f != nil {
 		for _, g := range []struct {
 			on              bool
@@ -353,6 +398,45 @@ func (p *parser) checkRoutePolicies(r *Route) {
 			if !has(g.pct) {
 				p.fail(key(g.pct), "required with %s: the percentage of requests to %s", g.main, g.verb)
 			}
+		}
+	}
+}
+
+// checkRouteSecurity checks what spans several access-control keys of one
+// route: each group's required keys, and settings that exclude each other.
+func (p *parser) checkRouteSecurity(r *Route) {
+	key := func(setting string) string { return routeKey(r.Name, setting) }
+	has := func(setting string) bool { return p.set[key(setting)] }
+	if r.APIKeys != nil && !has("api-keys-secret") {
+		p.fail(key("api-keys-secret"), "required when api-keys-header is set (the Secret whose data key %q lists the keys)", APIKeysDataKey)
+	}
+	if r.BasicAuth != nil && !has("basic-auth-secret") {
+		p.fail(key("basic-auth-secret"), "required when basic-auth-realm is set (the Secret whose data key %q holds htpasswd lines)", BasicAuthDataKey)
+	}
+	if j := r.JWT; j != nil {
+		for _, s := range []struct{ setting, what string }{
+			{"jwt-issuer", "the tokens' iss"},
+			{"jwt-jwks-url", "where the issuer publishes its public keys"},
+			{"jwt-algorithms", "the allowed algorithms, e.g. RS256"},
+		} {
+			if !has(s.setting) {
+				p.fail(key(s.setting), "required when another jwt-* key is set (%s)", s.what)
+			}
+		}
+		if has("jwt-from-header") && has("jwt-from-cookie") {
+			p.fail(key("jwt-from-header"), "set only one of jwt-from-header, jwt-from-cookie")
+			p.fail(key("jwt-from-cookie"), "set only one of jwt-from-header, jwt-from-cookie")
+		}
+	}
+	if r.WAF != nil && !has("waf") {
+		p.fail(key("waf"), "required when waf-paranoia-level or waf-exclude-rules is set (detect or block)")
+	}
+	if c := r.CORS; c != nil {
+		if !has("cors-allow-origins") {
+			p.fail(key("cors-allow-origins"), "required when another cors-* key is set")
+		}
+		if c.AllowCredentials && slices.Contains(c.AllowOrigins, "*") {
+			p.fail(key("cors-allow-credentials"), "cannot be true with cors-allow-origins \"*\" (browsers refuse it); list the origins")
 		}
 	}
 }
@@ -453,19 +537,17 @@ func checkRouteName(n string) error {
 // renamed maps names a team may guess for a setting to the key that
 // edge-agent reads, so the error says which key to use.
 var renamed = map[string]string{
-	"retries":         "retry-attempts",
-	"per-try-timeout": "retry-per-try-timeout",
-	"rate-limit":      "rate-limit-requests",
+	"retries":             "retry-attempts",
+	"per-try-timeout":     "retry-per-try-timeout",
+	"rate-limit":          "rate-limit-requests",
+	"auth-jwt-issuer":     "jwt-issuer",
+	"auth-basic-secret":   "basic-auth-secret",
+	"allow-source-ranges": "ip-allow",
+	"ext-auth":            "ext-auth-bypass",
 }
 
-// planned names keys of features that later versions add: they are reserved
-// so a team setting one learns it is not enforced instead of being ignored.
+// planned names keys a team may expect but this version does not read:
+// setting one is an error saying so, instead of being ignored.
 var planned = map[string]string{
-	"auth-jwt-issuer":      "authentication arrives with the security release",
-	"auth-jwt-jwks-secret": "authentication arrives with the security release",
-	"auth-basic-secret":    "authentication arrives with the security release",
-	"cors-allow-origins":   "CORS arrives with the security release",
-	"cors-allow-methods":   "CORS arrives with the security release",
-	"cors-allow-headers":   "CORS arrives with the security release",
-	"allow-source-ranges":  "source filtering arrives with the security release",
+	"auth-jwt-jwks-secret": "JWKS are fetched from jwt-jwks-url; JWKS files and Secrets are node config",
 }

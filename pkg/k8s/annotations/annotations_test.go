@@ -80,7 +80,9 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		reason string
 	}{
 		{"unknown key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timout": "1s"}, "edge-agent.io/timout", "unknown annotation"},
-		{"planned key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/auth-jwt-issuer": "x"}, "edge-agent.io/auth-jwt-issuer", "not supported by this version"},
+		{"planned key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/auth-jwt-jwks-secret": "x"}, "edge-agent.io/auth-jwt-jwks-secret", "not supported by this version"},
+		{"renamed security key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/auth-jwt-issuer": "x"}, "edge-agent.io/auth-jwt-issuer", "did you mean edge-agent.io/jwt-issuer?"},
+		{"renamed source ranges", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/api.allow-source-ranges": "10.0.0.0/8"}, "edge-agent.io/api.allow-source-ranges", "did you mean edge-agent.io/api.ip-allow?"},
 		{"renamed key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/retries": "3"}, "edge-agent.io/retries", "did you mean edge-agent.io/retry-attempts?"},
 		{"renamed route key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/api.per-try-timeout": "1s"}, "edge-agent.io/api.per-try-timeout", "did you mean edge-agent.io/api.retry-per-try-timeout?"},
 		{"bare number duration", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timeout": "30"}, "edge-agent.io/timeout", "invalid duration"},
@@ -398,10 +400,244 @@ func TestHas(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add("hosts", "a.example.com", "api.match-headers", "X-A: 1\nX-B")
 	f.Add("path-regex", "/a(b|c)*", "request-headers-set", "X-A: b")
+	f.Add("ip-allow", "10.0.0.0/8, ::1", "cors-allow-origins", "https://*.a.example.com:8443")
+	f.Add("jwt-jwks-url", "https://[fe80::1%25eth0]/k", "jwt-claims-to-headers", "sub=X-User,a=b=c")
+	f.Add("max-body-bytes", "10Mi", "api.basic-auth-realm", "a\\")
 	f.Fuzz(func(t *testing.T, k1, v1, k2, v2 string) {
 		svc, err := Parse(map[string]string{Prefix + k1: v1, Prefix + k2: v2})
 		if err == nil && svc == nil {
 			t.Fatal("nil service without error")
 		}
 	})
+}
+
+func TestParseSecurity(t *testing.T) {
+	svc, err := Parse(map[string]string{
+		"edge-agent.io/hosts":                     "shop.example.com",
+		"edge-agent.io/ip-allow":                  "10.0.0.0/8, 192.168.1.7, 2001:db8::/32",
+		"edge-agent.io/ip-deny":                   "10.6.6.0/24,fd00::1",
+		"edge-agent.io/api-keys-secret":           "shop-api-keys",
+		"edge-agent.io/api-keys-header":           "X-Shop-Key",
+		"edge-agent.io/basic-auth-secret":         "shop-users",
+		"edge-agent.io/basic-auth-realm":          "Shop staff",
+		"edge-agent.io/jwt-issuer":                "https://issuer.example.com/",
+		"edge-agent.io/jwt-jwks-url":              "https://issuer.example.com/.well-known/jwks.json",
+		"edge-agent.io/jwt-algorithms":            "RS256, ES256",
+		"edge-agent.io/jwt-audiences":             "shop,shop-admin",
+		"edge-agent.io/jwt-from-cookie":           "session",
+		"edge-agent.io/jwt-claims-to-headers":     "sub=X-User, https://example.com/roles = X-Roles",
+		"edge-agent.io/jwt-optional":              "true",
+		"edge-agent.io/jwt-clock-skew":            "1m",
+		"edge-agent.io/ext-auth-bypass":           "true",
+		"edge-agent.io/waf":                       "block",
+		"edge-agent.io/waf-paranoia-level":        "2",
+		"edge-agent.io/waf-exclude-rules":         "920350, 942100",
+		"edge-agent.io/max-body-bytes":            "10Mi",
+		"edge-agent.io/cors-allow-origins":        "https://app.example.com, https://*.Shop.example.com, http://localhost:3000",
+		"edge-agent.io/cors-allow-methods":        "GET,PUT",
+		"edge-agent.io/cors-allow-headers":        "content-type, x-requested-with",
+		"edge-agent.io/cors-expose-headers":       "X-Request-Id",
+		"edge-agent.io/cors-allow-credentials":    "true",
+		"edge-agent.io/cors-max-age":              "1h",
+		"edge-agent.io/upload.path-prefix":        "/upload",
+		"edge-agent.io/upload.max-body-bytes":     "1073741824",
+		"edge-agent.io/upload.jwt-issuer":         "shop",
+		"edge-agent.io/upload.jwt-jwks-url":       "http://keys.auth.svc.cluster.local:8080/jwks",
+		"edge-agent.io/upload.jwt-algorithms":     "EdDSA",
+		"edge-agent.io/upload.jwt-from-header":    "X-Token",
+		"edge-agent.io/upload.ext-auth-bypass":    "false",
+		"edge-agent.io/upload.waf":                "detect",
+		"edge-agent.io/upload.ip-allow":           "0.0.0.0/0",
+		"edge-agent.io/upload.api-keys-secret":    "upload-keys",
+		"edge-agent.io/upload.cors-allow-origins": "*",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, up := svc.Routes[0], svc.Routes[1]
+	if ip := def.IPRules; ip == nil || strings.Join(ip.Allow, ",") != "10.0.0.0/8,192.168.1.7,2001:db8::/32" || strings.Join(ip.Deny, ",") != "10.6.6.0/24,fd00::1" {
+		t.Errorf("ip rules = %+v", def.IPRules)
+	}
+	if k := def.APIKeys; k == nil || *k != (APIKeys{Secret: "shop-api-keys", Header: "X-Shop-Key"}) {
+		t.Errorf("api keys = %+v", def.APIKeys)
+	}
+	if b := def.BasicAuth; b == nil || *b != (BasicAuth{Secret: "shop-users", Realm: "Shop staff"}) {
+		t.Errorf("basic auth = %+v", def.BasicAuth)
+	}
+	j := def.JWT
+	if j == nil || !j.Optional || len(j.Providers) != 1 {
+		t.Fatalf("jwt = %+v", def.JWT)
+	}
+	p := j.Providers[0]
+	if p.Name != JWTProviderName || p.Issuer != "https://issuer.example.com/" || p.JWKSURL != "https://issuer.example.com/.well-known/jwks.json" ||
+		strings.Join(p.Algorithms, ",") != "RS256,ES256" || strings.Join(p.Audiences, ",") != "shop,shop-admin" ||
+		p.FromCookie != "session" || p.FromHeader != "" || p.ClockSkew.D() != time.Minute || p.JWKSFile != "" {
+		t.Errorf("jwt provider = %+v", p)
+	}
+	if c := p.ClaimsToHeaders; len(c) != 2 || c[0] != (config.ClaimHeader{Claim: "sub", Header: "X-User"}) || c[1] != (config.ClaimHeader{Claim: "https://example.com/roles", Header: "X-Roles"}) {
+		t.Errorf("claims to headers = %+v", c)
+	}
+	if !def.ExtAuthBypass || up.ExtAuthBypass {
+		t.Errorf("ext auth bypass = %v / %v", def.ExtAuthBypass, up.ExtAuthBypass)
+	}
+	if w := def.WAF; w == nil || w.Mode != config.WAFBlock || w.ParanoiaLevel != 2 || len(w.ExcludeRules) != 2 || w.ExcludeRules[1] != 942100 {
+		t.Errorf("waf = %+v", def.WAF)
+	}
+	if def.MaxBodyBytes != 10<<20 || up.MaxBodyBytes != 1<<30 {
+		t.Errorf("max body bytes = %d / %d", def.MaxBodyBytes, up.MaxBodyBytes)
+	}
+	c := def.CORS
+	if c == nil || strings.Join(c.AllowOrigins, ",") != "https://app.example.com,https://*.shop.example.com,http://localhost:3000" ||
+		strings.Join(c.AllowMethods, ",") != "GET,PUT" || strings.Join(c.AllowHeaders, ",") != "content-type,x-requested-with" ||
+		strings.Join(c.ExposeHeaders, ",") != "X-Request-Id" || !c.AllowCredentials || c.MaxAge.D() != time.Hour {
+		t.Errorf("cors = %+v", def.CORS)
+	}
+	// The named route has its own controls, none of the default route's.
+	if up.JWT == nil || up.JWT.Optional || up.JWT.Providers[0].FromHeader != "X-Token" || up.JWT.Providers[0].JWKSURL != "http://keys.auth.svc.cluster.local:8080/jwks" {
+		t.Errorf("upload jwt = %+v", up.JWT)
+	}
+	if up.WAF == nil || up.WAF.Mode != config.WAFDetect || up.WAF.ParanoiaLevel != 0 || up.BasicAuth != nil || up.APIKeys.Header != "" || up.CORS.AllowOrigins[0] != "*" {
+		t.Errorf("upload route = %+v", up)
+	}
+	// No security key: nothing set.
+	svc, err = Parse(map[string]string{"edge-agent.io/hosts": "a.example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := svc.Routes[0]; r.IPRules != nil || r.APIKeys != nil || r.BasicAuth != nil || r.JWT != nil || r.ExtAuthBypass || r.WAF != nil || r.MaxBodyBytes != 0 || r.CORS != nil {
+		t.Errorf("route = %+v", r)
+	}
+}
+
+func TestParseSecurityErrorsNameTheKey(t *testing.T) {
+	jwt := func(extra ...string) map[string]string {
+		m := map[string]string{
+			"edge-agent.io/jwt-issuer":     "https://issuer.example.com",
+			"edge-agent.io/jwt-jwks-url":   "https://issuer.example.com/jwks",
+			"edge-agent.io/jwt-algorithms": "RS256",
+		}
+		for i := 0; i+1 < len(extra); i += 2 {
+			m[extra[i]] = extra[i+1]
+		}
+		return m
+	}
+	cases := []struct {
+		name   string
+		annots map[string]string
+		key    string
+		reason string
+	}{
+		// IP rules.
+		{"bad cidr", map[string]string{"edge-agent.io/ip-allow": "10.0.0.0/33"}, "edge-agent.io/ip-allow", `"10.0.0.0/33" is not a CIDR`},
+		{"hostname as cidr", map[string]string{"edge-agent.io/ip-deny": "10.0.0.1,evil.example.com"}, "edge-agent.io/ip-deny", `"evil.example.com" is not a CIDR`},
+		{"host bits", map[string]string{"edge-agent.io/ip-allow": "10.1.2.3/8"}, "edge-agent.io/ip-allow", "did you mean 10.0.0.0/8?"},
+		{"mapped v4", map[string]string{"edge-agent.io/ip-allow": "::ffff:10.0.0.1"}, "edge-agent.io/ip-allow", "write IPv4 addresses as IPv4"},
+		{"zone", map[string]string{"edge-agent.io/ip-allow": "fe80::1%eth0"}, "edge-agent.io/ip-allow", "is not a CIDR"},
+		{"empty cidr item", map[string]string{"edge-agent.io/api.ip-allow": "10.0.0.0/8,"}, "edge-agent.io/api.ip-allow", "empty item"},
+		// API keys and basic auth.
+		{"api keys secret name", map[string]string{"edge-agent.io/api-keys-secret": "Keys_1"}, "edge-agent.io/api-keys-secret", "not a valid Secret name"},
+		{"api keys header", map[string]string{"edge-agent.io/api-keys-secret": "k", "edge-agent.io/api-keys-header": "X Key"}, "edge-agent.io/api-keys-header", "not a valid header name"},
+		{"api keys managed header", map[string]string{"edge-agent.io/api-keys-secret": "k", "edge-agent.io/api-keys-header": "Host"}, "edge-agent.io/api-keys-header", "managed by the proxy"},
+		{"api keys header alone", map[string]string{"edge-agent.io/api-keys-header": "X-Key"}, "edge-agent.io/api-keys-secret", "required when api-keys-header is set"},
+		{"basic auth secret name", map[string]string{"edge-agent.io/basic-auth-secret": "../users"}, "edge-agent.io/basic-auth-secret", "not a valid Secret name"},
+		{"realm quote", map[string]string{"edge-agent.io/basic-auth-secret": "u", "edge-agent.io/basic-auth-realm": `a" b`}, "edge-agent.io/basic-auth-realm", "without quotes or backslashes"},
+		{"realm backslash", map[string]string{"edge-agent.io/basic-auth-secret": "u", "edge-agent.io/basic-auth-realm": `a\`}, "edge-agent.io/basic-auth-realm", "without quotes or backslashes"},
+		{"realm control", map[string]string{"edge-agent.io/basic-auth-secret": "u", "edge-agent.io/basic-auth-realm": "a\r\nX-Evil: 1"}, "edge-agent.io/basic-auth-realm", "printable ASCII"},
+		{"realm alone", map[string]string{"edge-agent.io/basic-auth-realm": "staff"}, "edge-agent.io/basic-auth-secret", "required when basic-auth-realm is set"},
+		// JWT.
+		{"hmac algorithm", jwt("edge-agent.io/jwt-algorithms", "RS256,HS256"), "edge-agent.io/jwt-algorithms", `"HS256" is not one of RS256`},
+		{"none algorithm", jwt("edge-agent.io/jwt-algorithms", "none"), "edge-agent.io/jwt-algorithms", "none and HMAC are never allowed"},
+		{"lower-case algorithm", jwt("edge-agent.io/jwt-algorithms", "rs256"), "edge-agent.io/jwt-algorithms", `"rs256" is not one of`},
+		{"claims mapping without =", jwt("edge-agent.io/jwt-claims-to-headers", "sub"), "edge-agent.io/jwt-claims-to-headers", `"sub": want claim=Header-Name`},
+		{"claims mapping empty claim", jwt("edge-agent.io/jwt-claims-to-headers", "=X-User"), "edge-agent.io/jwt-claims-to-headers", "want claim=Header-Name"},
+		{"claims mapping bad header", jwt("edge-agent.io/jwt-claims-to-headers", "sub=X User"), "edge-agent.io/jwt-claims-to-headers", "not a valid header name"},
+		{"claims mapping managed header", jwt("edge-agent.io/jwt-claims-to-headers", "sub=Host"), "edge-agent.io/jwt-claims-to-headers", "managed by the proxy"},
+		{"claims mapping duplicate header", jwt("edge-agent.io/jwt-claims-to-headers", "sub=X-User,email=x-user"), "edge-agent.io/jwt-claims-to-headers", "listed twice"},
+		{"claims mapping two =", jwt("edge-agent.io/jwt-claims-to-headers", "a=b=X-C"), "edge-agent.io/jwt-claims-to-headers", "not a valid header name"},
+		{"issuer spaces", jwt("edge-agent.io/jwt-issuer", "https://issuer.example.com\n"), "edge-agent.io/jwt-issuer", "not an issuer"},
+		{"jwks plain http", jwt("edge-agent.io/jwt-jwks-url", "http://issuer.example.com/jwks"), "edge-agent.io/jwt-jwks-url", "plain http is allowed only to in-cluster hosts"},
+		{"jwks loopback", jwt("edge-agent.io/jwt-jwks-url", "https://127.0.0.1:9901/jwks"), "edge-agent.io/jwt-jwks-url", "loopback"},
+		{"jwks localhost", jwt("edge-agent.io/jwt-jwks-url", "https://localhost/jwks"), "edge-agent.io/jwt-jwks-url", "the node itself"},
+		{"jwks metadata", jwt("edge-agent.io/jwt-jwks-url", "https://169.254.169.254/latest"), "edge-agent.io/jwt-jwks-url", "link-local"},
+		{"jwks credentials", jwt("edge-agent.io/jwt-jwks-url", "https://user:pw@issuer.example.com/jwks"), "edge-agent.io/jwt-jwks-url", "without credentials"},
+		{"jwks relative", jwt("edge-agent.io/jwt-jwks-url", "/jwks"), "edge-agent.io/jwt-jwks-url", "not an absolute https URL"},
+		{"jwks scheme", jwt("edge-agent.io/jwt-jwks-url", "file:///etc/jwks.json"), "edge-agent.io/jwt-jwks-url", "not an absolute https URL"},
+		{"jwks ftp", jwt("edge-agent.io/jwt-jwks-url", "ftp://issuer.example.com/jwks"), "edge-agent.io/jwt-jwks-url", "scheme must be https"},
+		{"clock skew", jwt("edge-agent.io/jwt-clock-skew", "10m"), "edge-agent.io/jwt-clock-skew", "at most 5m"},
+		{"jwt optional bool", jwt("edge-agent.io/jwt-optional", "yes"), "edge-agent.io/jwt-optional", "not one of true, false"},
+		{"jwt from cookie name", jwt("edge-agent.io/jwt-from-cookie", "a=b"), "edge-agent.io/jwt-from-cookie", "not a valid cookie name"},
+		{"jwt header and cookie", jwt("edge-agent.io/jwt-from-cookie", "s", "edge-agent.io/jwt-from-header", "X-Token"), "edge-agent.io/jwt-from-header", "only one of jwt-from-header, jwt-from-cookie"},
+		{"jwt without issuer", map[string]string{"edge-agent.io/jwt-jwks-url": "https://i.example.com/k", "edge-agent.io/jwt-algorithms": "RS256"}, "edge-agent.io/jwt-issuer", "required when another jwt-* key is set"},
+		{"jwt without jwks", map[string]string{"edge-agent.io/api.jwt-issuer": "i", "edge-agent.io/api.jwt-algorithms": "RS256"}, "edge-agent.io/api.jwt-jwks-url", "required"},
+		{"jwt without algorithms", map[string]string{"edge-agent.io/jwt-issuer": "i", "edge-agent.io/jwt-jwks-url": "https://i.example.com/k"}, "edge-agent.io/jwt-algorithms", "required"},
+		{"jwt optional alone", map[string]string{"edge-agent.io/jwt-optional": "true"}, "edge-agent.io/jwt-issuer", "required"},
+		// External authorization, WAF, body size.
+		{"ext auth bool", map[string]string{"edge-agent.io/ext-auth-bypass": "bypass"}, "edge-agent.io/ext-auth-bypass", "not one of true, false"},
+		{"ext auth service", map[string]string{"edge-agent.io/ext-auth": "bypass"}, "edge-agent.io/ext-auth", "did you mean edge-agent.io/ext-auth-bypass?"},
+		{"waf mode", map[string]string{"edge-agent.io/waf": "on"}, "edge-agent.io/waf", `"on" is not one of detect, block`},
+		{"waf level 5", map[string]string{"edge-agent.io/waf": "block", "edge-agent.io/waf-paranoia-level": "5"}, "edge-agent.io/waf-paranoia-level", "5 is out of range 1-4"},
+		{"waf level 0", map[string]string{"edge-agent.io/waf": "block", "edge-agent.io/waf-paranoia-level": "0"}, "edge-agent.io/waf-paranoia-level", "out of range 1-4"},
+		{"waf rules", map[string]string{"edge-agent.io/waf": "block", "edge-agent.io/waf-exclude-rules": "920350,abc"}, "edge-agent.io/waf-exclude-rules", `"abc" is not an integer`},
+		{"waf rules range", map[string]string{"edge-agent.io/waf": "block", "edge-agent.io/waf-exclude-rules": "0"}, "edge-agent.io/waf-exclude-rules", "out of range 1-999999"},
+		{"waf without mode", map[string]string{"edge-agent.io/waf-paranoia-level": "2"}, "edge-agent.io/waf", "required when waf-paranoia-level or waf-exclude-rules is set"},
+		{"body zero", map[string]string{"edge-agent.io/max-body-bytes": "0"}, "edge-agent.io/max-body-bytes", "not a size"},
+		{"body negative", map[string]string{"edge-agent.io/max-body-bytes": "-1"}, "edge-agent.io/max-body-bytes", "not a size"},
+		{"body decimal suffix", map[string]string{"edge-agent.io/max-body-bytes": "10M"}, "edge-agent.io/max-body-bytes", "binary suffix Ki, Mi, Gi or Ti"},
+		{"body fraction", map[string]string{"edge-agent.io/max-body-bytes": "1.5Gi"}, "edge-agent.io/max-body-bytes", "not a size"},
+		{"body too big", map[string]string{"edge-agent.io/max-body-bytes": "2Ti"}, "edge-agent.io/max-body-bytes", "at most 1Ti"},
+		{"body too big bytes", map[string]string{"edge-agent.io/max-body-bytes": "1099511627777"}, "edge-agent.io/max-body-bytes", "at most 1Ti"},
+		{"body on a redirect", map[string]string{"edge-agent.io/redirect-scheme": "https", "edge-agent.io/max-body-bytes": "1Mi"}, "edge-agent.io/max-body-bytes", "route that redirects"},
+		// CORS.
+		{"origin with path", map[string]string{"edge-agent.io/cors-allow-origins": "https://app.example.com/"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"origin without scheme", map[string]string{"edge-agent.io/cors-allow-origins": "app.example.com"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"origin scheme", map[string]string{"edge-agent.io/cors-allow-origins": "ftp://app.example.com"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"origin deep wildcard", map[string]string{"edge-agent.io/cors-allow-origins": "https://a.*.example.com"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"origin bare wildcard", map[string]string{"edge-agent.io/cors-allow-origins": "https://*"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"origin port", map[string]string{"edge-agent.io/cors-allow-origins": "https://app.example.com:99999"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"origin userinfo", map[string]string{"edge-agent.io/cors-allow-origins": "https://u@app.example.com"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"origin null", map[string]string{"edge-agent.io/cors-allow-origins": "null"}, "edge-agent.io/cors-allow-origins", "is not an origin"},
+		{"star with credentials", map[string]string{"edge-agent.io/cors-allow-origins": "*", "edge-agent.io/cors-allow-credentials": "true"}, "edge-agent.io/cors-allow-credentials", "browsers refuse it"},
+		{"cors without origins", map[string]string{"edge-agent.io/cors-allow-methods": "GET"}, "edge-agent.io/cors-allow-origins", "required when another cors-* key is set"},
+		{"cors method", map[string]string{"edge-agent.io/cors-allow-origins": "*", "edge-agent.io/cors-allow-methods": "get"}, "edge-agent.io/cors-allow-methods", "upper-case"},
+		{"cors header", map[string]string{"edge-agent.io/cors-allow-origins": "*", "edge-agent.io/cors-allow-headers": "x a"}, "edge-agent.io/cors-allow-headers", "not a valid header name"},
+		{"cors expose header", map[string]string{"edge-agent.io/cors-allow-origins": "*", "edge-agent.io/cors-expose-headers": "a:b"}, "edge-agent.io/cors-expose-headers", "not a valid header name"},
+		{"cors max age", map[string]string{"edge-agent.io/cors-allow-origins": "*", "edge-agent.io/cors-max-age": "48h"}, "edge-agent.io/cors-max-age", "at most 24h"},
+		{"cors credentials bool", map[string]string{"edge-agent.io/cors-allow-origins": "*", "edge-agent.io/cors-allow-credentials": "1"}, "edge-agent.io/cors-allow-credentials", "not one of true, false"},
+		// Mode l4 has no routes to protect.
+		{"security in mode l4", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/ip-allow": "10.0.0.0/8"}, "edge-agent.io/ip-allow", "no HTTP routes"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.annots["edge-agent.io/mode"] == "" {
+				tc.annots["edge-agent.io/hosts"] = "a.example.com"
+			}
+			svc, err := Parse(tc.annots)
+			if err == nil {
+				t.Fatalf("Parse accepted %v: %+v", tc.annots, svc)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %T is not Errors: %v", err, err)
+			}
+			for _, e := range es {
+				if e.Key == tc.key && strings.Contains(e.Reason, tc.reason) {
+					return
+				}
+			}
+			t.Fatalf("no error on %s containing %q; got %v", tc.key, tc.reason, err)
+		})
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"1": 1, "1048576": 1 << 20, "512Ki": 512 << 10, "10Mi": 10 << 20, "3Gi": 3 << 30, "1Ti": 1 << 40, "1099511627776": 1 << 40} {
+		if got, err := parseByteSize(in, MaxBodyBytes); err != nil || got != want {
+			t.Errorf("parseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "01", "1K", "1ki", "1 Mi", "1MiB", "1e6", "+1", "9999999999999Ti", "1099511627777"} {
+		if got, err := parseByteSize(in, MaxBodyBytes); err == nil {
+			t.Errorf("parseByteSize(%q) = %d, want an error", in, got)
+		}
+	}
 }

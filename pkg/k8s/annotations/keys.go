@@ -424,6 +424,198 @@ var routeKeys = map[string]func(*Route, string) error{
 		faultAbort(r).Percent, err = parsePercent(v)
 		return err
 	},
+	// Access control.
+	"ip-allow": func(r *Route, v string) (err error) {
+		ipRules(r).Allow, err = parseCIDRs(v)
+		return err
+	},
+	"ip-deny": func(r *Route, v string) (err error) {
+		ipRules(r).Deny, err = parseCIDRs(v)
+		return err
+	},
+	"api-keys-secret": func(r *Route, v string) error {
+		if !isDNSSubdomain(v) {
+			return fmt.Errorf("%q is not a valid Secret name", v)
+		}
+		apiKeys(r).Secret = v
+		return nil
+	},
+	"api-keys-header": func(r *Route, v string) error {
+		// The header is removed before the request goes upstream: the
+		// headers the proxy manages (Host, ...) cannot carry a key.
+		if err := config.CheckHeaderName(v); err != nil {
+			return err
+		}
+		apiKeys(r).Header = v
+		return nil
+	},
+	"basic-auth-secret": func(r *Route, v string) error {
+		if !isDNSSubdomain(v) {
+			return fmt.Errorf("%q is not a valid Secret name", v)
+		}
+		basicAuth(r).Secret = v
+		return nil
+	},
+	"basic-auth-realm": func(r *Route, v string) error {
+		if err := checkRealm(v); err != nil {
+			return err
+		}
+		basicAuth(r).Realm = v
+		return nil
+	},
+	"jwt-issuer": func(r *Route, v string) error {
+		if v == "" || hasCtl(v) || strings.TrimSpace(v) != v {
+			return fmt.Errorf("%q is not an issuer: want the tokens' iss, without control characters or surrounding spaces", v)
+		}
+		jwtProvider(r).Issuer = v
+		return nil
+	},
+	"jwt-jwks-url": func(r *Route, v string) error {
+		if err := checkJWKSURL(v); err != nil {
+			return err
+		}
+		jwtProvider(r).JWKSURL = v
+		return nil
+	},
+	"jwt-algorithms": func(r *Route, v string) (err error) {
+		jwtProvider(r).Algorithms, err = parseJWTAlgorithms(v)
+		return err
+	},
+	"jwt-audiences": func(r *Route, v string) error {
+		auds, err := parseList(v)
+		if err != nil {
+			return err
+		}
+		for _, a := range auds {
+			if hasCtl(a) {
+				return fmt.Errorf("audience %q contains control characters", a)
+			}
+		}
+		jwtProvider(r).Audiences = auds
+		return nil
+	},
+	"jwt-from-header": func(r *Route, v string) error {
+		if !config.IsToken(v) {
+			return fmt.Errorf("%q is not a valid header name", v)
+		}
+		jwtProvider(r).FromHeader = v
+		return nil
+	},
+	"jwt-from-cookie": func(r *Route, v string) error {
+		if !config.IsToken(v) {
+			return fmt.Errorf("%q is not a valid cookie name", v)
+		}
+		jwtProvider(r).FromCookie = v
+		return nil
+	},
+	"jwt-claims-to-headers": func(r *Route, v string) (err error) {
+		jwtProvider(r).ClaimsToHeaders, err = parseClaimHeaders(v)
+		return err
+	},
+	"jwt-optional": func(r *Route, v string) error {
+		b, err := parseBool(v)
+		jwtProvider(r) // the group is on either way
+		r.JWT.Optional = b
+		return err
+	},
+	"jwt-clock-skew": func(r *Route, v string) (err error) {
+		jwtProvider(r).ClockSkew, err = parseDuration(v, 0, MaxJWTClockSkew)
+		return err
+	},
+	"ext-auth-bypass": func(r *Route, v string) (err error) {
+		r.ExtAuthBypass, err = parseBool(v)
+		return err
+	},
+	"waf": func(r *Route, v string) error {
+		m, err := parseEnum(v, string(config.WAFDetect), string(config.WAFBlock))
+		waf(r).Mode = config.WAFMode(m)
+		return err
+	},
+	"waf-paranoia-level": func(r *Route, v string) (err error) {
+		waf(r).ParanoiaLevel, err = parseInt(v, 1, 4)
+		return err
+	},
+	"waf-exclude-rules": func(r *Route, v string) (err error) {
+		waf(r).ExcludeRules, err = parseIntList(v, 1, 999999)
+		return err
+	},
+	"max-body-bytes": func(r *Route, v string) (err error) {
+		r.MaxBodyBytes, err = parseByteSize(v, MaxBodyBytes)
+		return err
+	},
+	"cors-allow-origins": func(r *Route, v string) (err error) {
+		cors(r).AllowOrigins, err = parseOrigins(v)
+		return err
+	},
+	"cors-allow-methods": func(r *Route, v string) (err error) {
+		cors(r).AllowMethods, err = parseMethods(v)
+		return err
+	},
+	"cors-allow-headers": func(r *Route, v string) (err error) {
+		cors(r).AllowHeaders, err = parseTokens(v, "header")
+		return err
+	},
+	"cors-expose-headers": func(r *Route, v string) (err error) {
+		cors(r).ExposeHeaders, err = parseTokens(v, "header")
+		return err
+	},
+	"cors-allow-credentials": func(r *Route, v string) (err error) {
+		cors(r).AllowCredentials, err = parseBool(v)
+		return err
+	},
+	"cors-max-age": func(r *Route, v string) (err error) {
+		cors(r).MaxAge, err = parseDuration(v, 0, MaxCORSMaxAge)
+		return err
+	},
+}
+
+// Bounds the model applies to security durations.
+const (
+	MaxJWTClockSkew = 5 * time.Minute
+	MaxCORSMaxAge   = 24 * time.Hour
+)
+
+func ipRules(r *Route) *config.IPRules {
+	if r.IPRules == nil {
+		r.IPRules = &config.IPRules{}
+	}
+	return r.IPRules
+}
+
+func apiKeys(r *Route) *APIKeys {
+	if r.APIKeys == nil {
+		r.APIKeys = &APIKeys{}
+	}
+	return r.APIKeys
+}
+
+func basicAuth(r *Route) *BasicAuth {
+	if r.BasicAuth == nil {
+		r.BasicAuth = &BasicAuth{}
+	}
+	return r.BasicAuth
+}
+
+// jwtProvider is the route's one JWT provider.
+func jwtProvider(r *Route) *config.JWTProvider {
+	if r.JWT == nil {
+		r.JWT = &config.JWTAuth{Providers: []config.JWTProvider{{Name: JWTProviderName}}}
+	}
+	return &r.JWT.Providers[0]
+}
+
+func waf(r *Route) *config.WAF {
+	if r.WAF == nil {
+		r.WAF = &config.WAF{}
+	}
+	return r.WAF
+}
+
+func cors(r *Route) *config.CORS {
+	if r.CORS == nil {
+		r.CORS = &config.CORS{}
+	}
+	return r.CORS
 }
 
 func setPath(r *Route, pm *config.PathMatch, path string) error {

@@ -2,7 +2,11 @@ package annotations
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -307,4 +311,217 @@ func hasSpaceOrCtl(s string) bool {
 		}
 	}
 	return false
+}
+
+func hasCtl(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x20 || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// parseTokens reads a comma list of RFC 9110 tokens (header names).
+func parseTokens(v, what string) ([]string, error) {
+	items, err := parseList(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		if !config.IsToken(it) {
+			return nil, fmt.Errorf("%q is not a valid %s name", it, what)
+		}
+	}
+	return items, nil
+}
+
+// parseCIDRs reads a comma list of IPv4/IPv6 CIDRs or single addresses, as
+// the model reads them (config.ParseCIDR). A CIDR with bits set past its
+// length (10.1.2.3/8) is refused as the likely typo it is.
+func parseCIDRs(v string) ([]string, error) {
+	items, err := parseList(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		p, err := config.ParseCIDR(it)
+		if err != nil || strings.Contains(it, "%") {
+			return nil, fmt.Errorf("%q is not a CIDR (10.0.0.0/8, 2001:db8::/32) or an address", it)
+		}
+		if p.Addr().Is4In6() {
+			return nil, fmt.Errorf("%q: write IPv4 addresses as IPv4 (clients are matched unmapped)", it)
+		}
+		if pp, err := netip.ParsePrefix(it); err == nil && pp != pp.Masked() {
+			return nil, fmt.Errorf("%q has bits set past the prefix length; did you mean %s?", it, pp.Masked())
+		}
+	}
+	return items, nil
+}
+
+// checkRealm accepts printable ASCII without quotes or backslashes: the
+// realm is sent inside a quoted string in WWW-Authenticate.
+func checkRealm(v string) error {
+	if v == "" || len(v) > 128 {
+		return fmt.Errorf("a realm is 1-128 characters")
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return fmt.Errorf("%q: a realm is printable ASCII without quotes or backslashes", v)
+		}
+	}
+	return nil
+}
+
+// checkJWKSURL is the model's rule (https, or http to an in-cluster *.svc
+// name) made stricter for annotations: a Service may not make the agent
+// fetch from the node itself (loopback, localhost) or link-local addresses
+// (cloud metadata), as the node's file config may.
+func checkJWKSURL(v string) error {
+	u, err := url.Parse(v)
+	if err != nil || hasSpaceOrCtl(v) || u.Opaque != "" || u.Host == "" || u.User != nil || u.Fragment != "" || strings.Contains(v, "#") {
+		return fmt.Errorf("%q is not an absolute https URL without credentials or fragment", v)
+	}
+	host := u.Hostname()
+	if port := u.Port(); port != "" {
+		if _, err := parseInt(port, 1, 65535); err != nil {
+			return fmt.Errorf("%q: port must be 1-65535", v)
+		}
+	}
+	addr, ipErr := netip.ParseAddr(host)
+	switch {
+	case ipErr == nil && (addr.IsLoopback() || addr.IsUnspecified() || addr.IsLinkLocalUnicast() || addr.IsLinkLocalMulticast() || addr.IsMulticast() || addr.Zone() != ""):
+		return fmt.Errorf("%q: a JWKS URL may not point at a loopback, link-local, multicast or unspecified address", v)
+	case ipErr != nil && config.CheckHostname(host) != nil:
+		return fmt.Errorf("%q: the host must be a lower-case hostname or an IP address", v)
+	case host == "localhost" || strings.HasSuffix(host, ".localhost"):
+		return fmt.Errorf("%q: a JWKS URL may not point at the node itself", v)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if ipErr != nil && (strings.HasSuffix(host, ".svc") || strings.HasSuffix(host, ".svc.cluster.local")) {
+			return nil
+		}
+		return fmt.Errorf("%q: plain http is allowed only to in-cluster hosts (<service>.<namespace>.svc); use https", v)
+	}
+	return fmt.Errorf("%q: the scheme must be https", v)
+}
+
+// parseJWTAlgorithms reads a comma list of the algorithms the model allows
+// (asymmetric only: never none, never HMAC).
+func parseJWTAlgorithms(v string) ([]string, error) {
+	items, err := parseList(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, it := range items {
+		if !slices.Contains(config.JWTAlgorithms, it) {
+			return nil, fmt.Errorf("%q is not one of %s (none and HMAC are never allowed)", it, strings.Join(config.JWTAlgorithms, ", "))
+		}
+	}
+	return items, nil
+}
+
+// parseClaimHeaders reads a comma list of claim=Header-Name pairs.
+func parseClaimHeaders(v string) ([]config.ClaimHeader, error) {
+	items, err := parseList(v)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]config.ClaimHeader, 0, len(items))
+	headers := map[string]bool{}
+	for _, it := range items {
+		claim, header, ok := strings.Cut(it, "=")
+		claim, header = strings.TrimSpace(claim), strings.TrimSpace(header)
+		if !ok || claim == "" || header == "" {
+			return nil, fmt.Errorf("%q: want claim=Header-Name", it)
+		}
+		if len(claim) > 256 || hasSpaceOrCtl(claim) || strings.Contains(claim, "=") {
+			return nil, fmt.Errorf("claim %q: want a claim name without spaces, control characters or '='", claim)
+		}
+		if err := config.CheckHeaderName(header); err != nil {
+			return nil, err
+		}
+		if lh := strings.ToLower(header); headers[lh] {
+			return nil, fmt.Errorf("header %s is listed twice", header)
+		} else {
+			headers[lh] = true
+		}
+		out = append(out, config.ClaimHeader{Claim: claim, Header: header})
+	}
+	return out, nil
+}
+
+// sizeSyntax is a positive decimal with an optional binary suffix.
+var sizeSyntax = regexp.MustCompile(`^([1-9][0-9]{0,12})(Ki|Mi|Gi|Ti)?$`)
+
+// parseByteSize takes a size in bytes: a plain integer (1048576) or one
+// with a binary suffix (Ki, Mi, Gi, Ti), from 1 byte to max.
+func parseByteSize(v string, max int64) (int64, error) {
+	m := sizeSyntax.FindStringSubmatch(v)
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size: want bytes (1048576) or an integer with a binary suffix Ki, Mi, Gi or Ti (512Ki, 10Mi)", v)
+	}
+	n, err := strconv.ParseInt(m[1], 10, 64)
+	shift := map[string]uint{"": 0, "Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40}[m[2]]
+	if err != nil || n > max>>shift {
+		return 0, fmt.Errorf("%s is out of range: at most %s", v, fmtSize(max))
+	}
+	return n << shift, nil
+}
+
+func fmtSize(n int64) string {
+	for _, u := range []struct {
+		shift  uint
+		suffix string
+	}{{40, "Ti"}, {30, "Gi"}, {20, "Mi"}, {10, "Ki"}} {
+		if n >= 1<<u.shift && n%(1<<u.shift) == 0 {
+			return strconv.FormatInt(n>>u.shift, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+// parseOrigins reads a comma list of CORS origins: "*", exact origins
+// (scheme://host[:port]) or every subdomain of a domain
+// (scheme://*.example.com[:port]). Origins are lower-cased, as browsers
+// send them.
+func parseOrigins(v string) ([]string, error) {
+	items, err := parseList(strings.ToLower(v))
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range items {
+		if o == "*" {
+			continue
+		}
+		if !isOrigin(o) {
+			return nil, fmt.Errorf("%q is not an origin: want http(s)://host[:port], http(s)://*.domain[:port] or *, without a path", o)
+		}
+	}
+	return items, nil
+}
+
+func isOrigin(o string) bool {
+	scheme, hostport, ok := strings.Cut(o, "://")
+	if !ok || (scheme != "http" && scheme != "https") || hostport == "" || strings.ContainsAny(hostport, "/?#@\\ %") || hasCtl(hostport) {
+		return false
+	}
+	host := hostport
+	if strings.Contains(hostport, ":") {
+		h, port, err := net.SplitHostPort(hostport)
+		if err != nil {
+			return false
+		}
+		if _, err := parseInt(port, 1, 65535); err != nil {
+			return false
+		}
+		if a, err := netip.ParseAddr(h); err == nil {
+			return a.Zone() == ""
+		}
+		host = h
+	}
+	return config.CheckHostPattern(host) == nil
 }

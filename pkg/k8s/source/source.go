@@ -1,5 +1,6 @@
-// Package source watches Services, EndpointSlices and TLS Secrets with
-// shared informers and publishes a fresh translation after each burst of
+// Package source watches Services, EndpointSlices and Secrets (TLS ones,
+// and the auth Secrets labeled translate.AuthSecretLabel) with shared
+// informers and publishes a fresh translation after each burst of
 // changes. It also reports each Service's problems as Events on the Service.
 package source
 
@@ -115,20 +116,26 @@ func Run(ctx context.Context, o Options) error {
 
 // watched is one namespace's informers.
 type watched struct {
-	synced    []cache.InformerSynced
-	sliceIdx  cache.Indexer
-	secretIdx cache.Indexer
-	svcIdx    cache.Indexer
+	synced   []cache.InformerSynced
+	sliceIdx cache.Indexer
+	// secretIdxs are the TLS Secrets and the labeled auth Secrets.
+	secretIdxs []cache.Indexer
+	svcIdx     cache.Indexer
 }
 
 func watch(ctx context.Context, client kubernetes.Interface, ns, labelSelector string, h cache.ResourceEventHandler) (watched, error) {
 	svcFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = labelSelector }))
-	// Only Secrets of type kubernetes.io/tls are cached: the agent never
-	// holds other teams' credentials in memory.
+	// Only Secrets of type kubernetes.io/tls, and Secrets a team labeled
+	// for edge-agent (API keys, htpasswd users), are cached: the agent never
+	// holds other credentials in memory.
 	secretFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 			o.FieldSelector = fields.OneTermEqualSelector("type", string(corev1.SecretTypeTLS)).String()
+		}))
+	authSecretFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.LabelSelector = labels.SelectorFromSet(labels.Set{translate.AuthSecretLabel: translate.AuthSecretLabelValue}).String()
 		}))
 	sliceFactory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithNamespace(ns),
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName }))
@@ -136,10 +143,11 @@ func watch(ctx context.Context, client kubernetes.Interface, ns, labelSelector s
 	svcInf := svcFactory.Core().V1().Services().Informer()
 	sliceInf := sliceFactory.Discovery().V1().EndpointSlices().Informer()
 	secretInf := secretFactory.Core().V1().Secrets().Informer()
+	authSecretInf := authSecretFactory.Core().V1().Secrets().Informer()
 	if err := sliceInf.AddIndexers(cache.Indexers{byService: indexByService}); err != nil {
 		return watched{}, fmt.Errorf("endpointslice index: %w", err)
 	}
-	for _, inf := range []cache.SharedIndexInformer{svcInf, sliceInf, secretInf} {
+	for _, inf := range []cache.SharedIndexInformer{svcInf, sliceInf, secretInf, authSecretInf} {
 		if _, err := inf.AddEventHandler(h); err != nil {
 			return watched{}, fmt.Errorf("informer handler: %w", err)
 		}
@@ -147,11 +155,12 @@ func watch(ctx context.Context, client kubernetes.Interface, ns, labelSelector s
 	svcFactory.Start(ctx.Done())
 	sliceFactory.Start(ctx.Done())
 	secretFactory.Start(ctx.Done())
+	authSecretFactory.Start(ctx.Done())
 	return watched{
-		synced:    []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced, secretInf.HasSynced},
-		svcIdx:    svcInf.GetIndexer(),
-		sliceIdx:  sliceInf.GetIndexer(),
-		secretIdx: secretInf.GetIndexer(),
+		synced:     []cache.InformerSynced{svcInf.HasSynced, sliceInf.HasSynced, secretInf.HasSynced, authSecretInf.HasSynced},
+		svcIdx:     svcInf.GetIndexer(),
+		sliceIdx:   sliceInf.GetIndexer(),
+		secretIdxs: []cache.Indexer{secretInf.GetIndexer(), authSecretInf.GetIndexer()},
 	}, nil
 }
 
@@ -195,9 +204,11 @@ func gather(ws []watched) (*translate.Input, error) {
 				}
 			}
 		}
-		for _, o := range w.secretIdx.List() {
-			if s, ok := o.(*corev1.Secret); ok {
-				in.Secrets[translate.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+		for _, idx := range w.secretIdxs {
+			for _, o := range idx.List() {
+				if s, ok := o.(*corev1.Secret); ok {
+					in.Secrets[translate.NamespacedName{Namespace: s.Namespace, Name: s.Name}] = s
+				}
 			}
 		}
 	}

@@ -89,6 +89,11 @@ func (t *Translator) translateService(in *Input, svc *corev1.Service, spec *anno
 			RateLimit:       clonePtr(r.RateLimit),
 			Fault:           cloneFault(r.Fault),
 		}
+		if serrs := routeSecurity(in, svc, &r, &route); len(serrs) > 0 {
+			// Fail closed: the route is not served without its checks.
+			errs = append(errs, serrs...)
+			continue
+		}
 		if len(route.Hosts) == 0 {
 			route.Hosts = spec.Hosts
 		}
@@ -159,6 +164,9 @@ func (t *Translator) translateService(in *Input, svc *corev1.Service, spec *anno
 		return nil, errs
 	}
 	if err := config.FinalizeFragment(f.routes, f.clusters, t.settings.Listeners); err != nil {
+		return nil, fieldErrors(err, f.routeOf, f.clusters)
+	}
+	if err := checkSecurity(f.routes, f.clusters); err != nil {
 		return nil, fieldErrors(err, f.routeOf, f.clusters)
 	}
 	return f, nil
@@ -461,6 +469,37 @@ var routeFieldKeys = []fieldKey{
 	{"fault.abort.percent", "fault-abort-percent"},
 	{"fault.abort", "fault-abort-status"},
 	{"fault", "fault-delay"},
+	{"ipRules.allow", "ip-allow"},
+	{"ipRules.deny", "ip-deny"},
+	{"ipRules", "ip-allow"},
+	{"apiKeys.header", "api-keys-header"},
+	{"apiKeys", "api-keys-secret"},
+	{"basicAuth.realm", "basic-auth-realm"},
+	{"basicAuth", "basic-auth-secret"},
+	{"jwt.providers[0].issuer", "jwt-issuer"},
+	{"jwt.providers[0].audiences", "jwt-audiences"},
+	{"jwt.providers[0].jwksURL", "jwt-jwks-url"},
+	{"jwt.providers[0].jwksRefresh", "jwt-jwks-url"},
+	{"jwt.providers[0].algorithms", "jwt-algorithms"},
+	{"jwt.providers[0].clockSkew", "jwt-clock-skew"},
+	{"jwt.providers[0].fromHeader", "jwt-from-header"},
+	{"jwt.providers[0].fromCookie", "jwt-from-cookie"},
+	{"jwt.providers[0].claimsToHeaders", "jwt-claims-to-headers"},
+	{"jwt.optional", "jwt-optional"},
+	{"jwt", "jwt-issuer"},
+	{"extAuth", "ext-auth-bypass"},
+	{"waf.mode", "waf"},
+	{"waf.paranoiaLevel", "waf-paranoia-level"},
+	{"waf.excludeRules", "waf-exclude-rules"},
+	{"waf", "waf"},
+	{"maxBodyBytes", "max-body-bytes"},
+	{"cors.allowOrigins", "cors-allow-origins"},
+	{"cors.allowMethods", "cors-allow-methods"},
+	{"cors.allowHeaders", "cors-allow-headers"},
+	{"cors.exposeHeaders", "cors-expose-headers"},
+	{"cors.maxAge", "cors-max-age"},
+	{"cors.allowCredentials", "cors-allow-credentials"},
+	{"cors", "cors-allow-origins"},
 }
 
 // serviceWideSettings fill route fields but are set without a route prefix.
@@ -517,6 +556,8 @@ var modelWords = strings.NewReplacer(
 	"lbPolicy maglev", "lb-policy maglev",
 	"(header, cookie or sourceIP)", "(hash-header, hash-cookie or hash-source-ip)",
 	"with protocol h2c", "with protocol h2c (ServicePort appProtocol grpc or kubernetes.io/h2c)",
+	"allowCredentials", "cors-allow-credentials",
+	"fromHeader, fromCookie", "jwt-from-header, jwt-from-cookie",
 )
 
 // fieldErrors turns model validation errors into errors on annotation keys.

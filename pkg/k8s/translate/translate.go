@@ -1,5 +1,6 @@
 // Package translate turns annotated Kubernetes Services, their
-// EndpointSlices and TLS Secrets into edge-agent's config model.
+// EndpointSlices and Secrets (TLS, and the auth Secrets routes name) into
+// edge-agent's config model.
 //
 // Each Service translates on its own: an invalid one keeps serving its last
 // valid translation (or nothing) and gets a status naming the key and the
@@ -28,6 +29,7 @@ const (
 	ReasonInvalidAnnotation   = "InvalidAnnotation"
 	ReasonUnsupportedProtocol = "UnsupportedProtocol"
 	ReasonInvalidTLSSecret    = "InvalidTLSSecret"
+	ReasonInvalidSecret       = "InvalidSecret" // api-keys-secret, basic-auth-secret
 	ReasonRouteConflict       = "RouteConflict"
 	ReasonHostnameNotAllowed  = "HostnameNotAllowed"
 )
@@ -38,7 +40,8 @@ type NamespacedName struct{ Namespace, Name string }
 func (n NamespacedName) String() string { return n.Namespace + "/" + n.Name }
 
 // Input is the cluster state the translator reads: Services, their
-// EndpointSlices (by Service) and TLS Secrets.
+// EndpointSlices (by Service) and Secrets (kubernetes.io/tls ones and
+// those labeled AuthSecretLabel).
 type Input struct {
 	Services map[NamespacedName]*corev1.Service
 	Slices   map[NamespacedName][]*discoveryv1.EndpointSlice

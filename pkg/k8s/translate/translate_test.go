@@ -1,16 +1,22 @@
 package translate
 
 import (
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/k8s/annotations"
 )
 
 var epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
@@ -532,4 +538,335 @@ func TestInvalidPolicyKeepsLastGood(t *testing.T) {
 	if c := cluster(res, "k8s:team-a/a:http"); c == nil || c.LBPolicy != config.LBRoundRobin {
 		t.Fatalf("last good cluster = %+v", c)
 	}
+}
+
+func authSecret(w *world, ns, name string, data map[string]string) {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, Labels: map[string]string{AuthSecretLabel: AuthSecretLabelValue}},
+		Type: corev1.SecretTypeOpaque, Data: map[string][]byte{}}
+	for k, v := range data {
+		s.Data[k] = []byte(v)
+	}
+	w.in.Secrets[NamespacedName{ns, name}] = s
+}
+
+func bcryptHash(t *testing.T, pw string, cost int) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), cost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+func shaHash(pw string) string {
+	d := sha1.Sum([]byte(pw))
+	return "{SHA}" + base64.StdEncoding.EncodeToString(d[:])
+}
+
+func mergeOK(t *testing.T, res *Result) *config.Config {
+	t.Helper()
+	base := &config.Config{Listeners: []config.Listener{{Name: "http", Address: "127.0.0.1:8080"}}}
+	if err := config.Finalize(base); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Merge(base, res)
+	if err != nil {
+		t.Fatalf("merge: %v", err)
+	}
+	return cfg
+}
+
+func TestSecurity(t *testing.T) {
+	w := newWorld()
+	alice := bcryptHash(t, "alice-password", bcrypt.MinCost)
+	authSecret(w, "shop", "staff", map[string]string{"users": "# staff\nalice:" + alice + "\r\n\nbob:" + shaHash("bob-password") + "\n"})
+	authSecret(w, "shop", "partners", map[string]string{"keys": "key-one-0123456789\n# retired: key-zero\n  key-two-0123456789  \n"})
+	w.service("shop", "web", 0, map[string]string{
+		"edge-agent.io/hosts":                     "shop.example.com",
+		"edge-agent.io/ip-allow":                  "10.0.0.0/8, 2001:db8::/32",
+		"edge-agent.io/ip-deny":                   "10.6.6.6",
+		"edge-agent.io/basic-auth-secret":         "staff",
+		"edge-agent.io/waf":                       "block",
+		"edge-agent.io/waf-exclude-rules":         "920350",
+		"edge-agent.io/max-body-bytes":            "8Mi",
+		"edge-agent.io/cors-allow-origins":        "https://*.shop.example.com",
+		"edge-agent.io/cors-allow-credentials":    "true",
+		"edge-agent.io/canary-service":            "web-v2",
+		"edge-agent.io/canary-header":             "X-Beta: yes",
+		"edge-agent.io/api.path-prefix":           "/api",
+		"edge-agent.io/api.api-keys-secret":       "partners",
+		"edge-agent.io/api.api-keys-header":       "X-Partner-Key",
+		"edge-agent.io/api.jwt-issuer":            "https://id.example.com/",
+		"edge-agent.io/api.jwt-jwks-url":          "https://id.example.com/jwks.json",
+		"edge-agent.io/api.jwt-algorithms":        "RS256,EdDSA",
+		"edge-agent.io/api.jwt-audiences":         "shop",
+		"edge-agent.io/api.jwt-claims-to-headers": "sub=X-User",
+		"edge-agent.io/api.jwt-optional":          "true",
+		"edge-agent.io/api.ext-auth-bypass":       "true",
+	})
+	w.service("shop", "web-v2", 1, nil)
+	res := New(config.Kubernetes{}).Translate(w.in)
+	if st := status(t, res, "shop", "web"); st.State != StateServing || len(st.Problems) != 0 {
+		t.Fatalf("status = %+v", st)
+	}
+	def, api := route(res, "k8s:shop/web/default"), route(res, "k8s:shop/web/api")
+	if def == nil || api == nil {
+		t.Fatalf("routes = %+v", res.Routes)
+	}
+	if ip := def.IPRules; ip == nil || strings.Join(ip.Allow, ",") != "10.0.0.0/8,2001:db8::/32" || strings.Join(ip.Deny, ",") != "10.6.6.6" {
+		t.Errorf("ip rules = %+v", def.IPRules)
+	}
+	b := def.BasicAuth
+	if b == nil || b.Realm != config.DefaultBasicAuthRealm || b.Source != "secret shop/staff" || b.UsersFile != "" ||
+		len(b.Users) != 2 || b.Users[0] != "alice:"+alice || b.Users[1] != "bob:"+shaHash("bob-password") {
+		t.Errorf("basic auth = %+v", def.BasicAuth)
+	}
+	if wf := def.WAF; wf == nil || wf.Mode != config.WAFBlock || wf.ParanoiaLevel != config.DefaultWAFParanoiaLevel || len(wf.ExcludeRules) != 1 || wf.ExcludeRules[0] != 920350 {
+		t.Errorf("waf = %+v", def.WAF)
+	}
+	if def.MaxBodyBytes != 8<<20 || def.JWT != nil || def.APIKeys != nil || def.ExtAuth != nil {
+		t.Errorf("default route = %+v", def)
+	}
+	if c := def.CORS; c == nil || c.AllowOrigins[0] != "https://*.shop.example.com" || !c.AllowCredentials || c.MaxAge.D() != 10*time.Minute || len(c.AllowMethods) == 0 {
+		t.Errorf("cors = %+v", def.CORS)
+	}
+	// The canary's beta route is the same route for another backend: it
+	// must check the same things.
+	if beta := route(res, "k8s:shop/web/default/canary-header"); beta == nil || beta.BasicAuth == nil || beta.IPRules == nil || beta.WAF == nil || beta.MaxBodyBytes != 8<<20 || beta.CORS == nil {
+		t.Errorf("canary beta route = %+v", beta)
+	}
+	k := api.APIKeys
+	if k == nil || k.Header != "X-Partner-Key" || k.Source != "secret shop/partners" || strings.Join(k.Keys, ",") != "key-one-0123456789,key-two-0123456789" {
+		t.Errorf("api keys = %+v", api.APIKeys)
+	}
+	j := api.JWT
+	if j == nil || !j.Optional || len(j.Providers) != 1 {
+		t.Fatalf("jwt = %+v", api.JWT)
+	}
+	p := j.Providers[0]
+	if p.Name != "k8s" || p.Issuer != "https://id.example.com/" || p.JWKSURL != "https://id.example.com/jwks.json" || strings.Join(p.Algorithms, ",") != "RS256,EdDSA" ||
+		strings.Join(p.Audiences, ",") != "shop" || p.FromHeader != "Authorization" || p.ClockSkew.D() != config.DefaultJWTClockSkew ||
+		p.JWKSRefresh.D() != config.DefaultJWKSRefresh || len(p.ClaimsToHeaders) != 1 || p.ClaimsToHeaders[0] != (config.ClaimHeader{Claim: "sub", Header: "X-User"}) {
+		t.Errorf("jwt provider = %+v", p)
+	}
+	if a := api.ExtAuth; a == nil || !a.Bypass || a.HTTP != nil || a.GRPC != nil {
+		t.Errorf("ext auth = %+v", api.ExtAuth)
+	}
+	if api.BasicAuth != nil || api.IPRules != nil || api.WAF != nil || api.MaxBodyBytes != 0 || api.CORS != nil {
+		t.Errorf("api route has the default route's controls: %+v", api)
+	}
+	cfg := mergeOK(t, res)
+	// What /debug/config shows: where the credentials came from, never them.
+	js, err := json.Marshal(cfg.Routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range []string{alice, "key-one-0123456789", "key-two", shaHash("bob-password")} {
+		if strings.Contains(string(js), secret) {
+			t.Errorf("the config's JSON shows %q", secret)
+		}
+	}
+	if !strings.Contains(string(js), `"source":"secret shop/staff"`) {
+		t.Errorf("the config's JSON does not name the Secret: %s", js)
+	}
+}
+
+func TestSecuritySecretErrors(t *testing.T) {
+	secretValues := []string{"pw-in-the-clear", "s3cr3t-key\x01", "carol", "dave"}
+	w := newWorld()
+	authSecret(w, "shop", "no-users-key", map[string]string{"keys": "k-0123456789"})
+	authSecret(w, "shop", "plain", map[string]string{"users": "carol:pw-in-the-clear"})
+	authSecret(w, "shop", "not-htpasswd", map[string]string{"users": "pw-in-the-clear"})
+	// Cost 13 (only the header says so: computing one takes a while).
+	costly := strings.Replace(bcryptHash(t, "x", bcrypt.MinCost), "$04$", "$13$", 1)
+	authSecret(w, "shop", "costly", map[string]string{"users": "dave:" + costly})
+	authSecret(w, "shop", "bad-bcrypt", map[string]string{"users": "carol:$2y$10$pw-in-the-clear"})
+	authSecret(w, "shop", "twice", map[string]string{"users": "carol:" + shaHash("a") + "\ncarol:" + shaHash("b")})
+	authSecret(w, "shop", "ctl-key", map[string]string{"keys": "ok-key-0123456789\ns3cr3t-key\x01"})
+	authSecret(w, "shop", "empty", map[string]string{"keys": "# nothing yet\n\n"})
+	authSecret(w, "other", "elsewhere", map[string]string{"keys": "k-0123456789"})
+	w.service("shop", "good", 0, map[string]string{"edge-agent.io/hosts": "good.example.com"})
+	for i, tc := range []struct{ name, key, secret string }{
+		{"missing", "basic-auth-secret", "gone"},
+		{"no-data-key", "basic-auth-secret", "no-users-key"},
+		{"plain", "basic-auth-secret", "plain"},
+		{"not-htpasswd", "basic-auth-secret", "not-htpasswd"},
+		{"costly", "basic-auth-secret", "costly"},
+		{"bad-bcrypt", "basic-auth-secret", "bad-bcrypt"},
+		{"twice", "basic-auth-secret", "twice"},
+		{"ctl-key", "api-keys-secret", "ctl-key"},
+		{"empty", "api-keys-secret", "empty"},
+		{"other-namespace", "api-keys-secret", "elsewhere"},
+		{"named-route", "api.api-keys-secret", "gone"},
+	} {
+		annots := map[string]string{"edge-agent.io/hosts": tc.name + ".example.com", "edge-agent.io/" + tc.key: tc.secret}
+		if strings.HasPrefix(tc.key, "api.") {
+			annots["edge-agent.io/api.path-prefix"] = "/api"
+		}
+		w.service("shop", tc.name, i+1, annots)
+	}
+	res := New(config.Kubernetes{}).Translate(w.in)
+	for _, tc := range []struct{ name, msg string }{
+		{"missing", "edge-agent.io/basic-auth-secret: secret shop/gone not found (it must be in the Service's namespace and labeled edge-agent.io/auth-secret=true)"},
+		{"no-data-key", `edge-agent.io/basic-auth-secret: secret shop/no-users-key has no data key "users"`},
+		{"plain", `edge-agent.io/basic-auth-secret: secret shop/plain data key "users": line 1: unsupported hash: use bcrypt (htpasswd -B) or {SHA} (htpasswd -s); plain text is refused`},
+		{"not-htpasswd", `edge-agent.io/basic-auth-secret: secret shop/not-htpasswd data key "users": line 1: want user:hash`},
+		{"costly", `edge-agent.io/basic-auth-secret: secret shop/costly data key "users": line 1: bcrypt cost 13 is more than 12`},
+		{"bad-bcrypt", `edge-agent.io/basic-auth-secret: secret shop/bad-bcrypt data key "users": line 1: not a valid bcrypt hash`},
+		{"twice", `edge-agent.io/basic-auth-secret: secret shop/twice data key "users": line 2: the user of line 1 again`},
+		{"ctl-key", `edge-agent.io/api-keys-secret: secret shop/ctl-key data key "keys": line 2: a key may not contain control characters`},
+		{"empty", `edge-agent.io/api-keys-secret: secret shop/empty data key "keys" holds no entries`},
+		{"other-namespace", "edge-agent.io/api-keys-secret: secret shop/elsewhere not found"},
+		{"named-route", "edge-agent.io/api.api-keys-secret: secret shop/gone not found"},
+	} {
+		st := status(t, res, "shop", tc.name)
+		if st.State != StateNotServing || len(st.Routes) != 0 || len(st.Problems) != 1 || st.Problems[0].Reason != ReasonInvalidSecret || !strings.HasPrefix(st.Problems[0].Message, tc.msg) {
+			t.Errorf("%s: status = %+v", tc.name, st)
+		}
+		for _, p := range st.Problems {
+			for _, v := range secretValues {
+				if strings.Contains(p.Message, v) {
+					t.Errorf("%s: the problem shows a Secret value %q: %s", tc.name, v, p.Message)
+				}
+			}
+		}
+	}
+	// Only the broken Services are dropped.
+	if st := status(t, res, "shop", "good"); st.State != StateServing || route(res, "k8s:shop/good/default") == nil {
+		t.Fatalf("good status = %+v", st)
+	}
+	if len(res.Routes) != 1 {
+		t.Fatalf("routes = %+v", res.Routes)
+	}
+	mergeOK(t, res)
+}
+
+func TestSecuritySecretRemovedFailsClosed(t *testing.T) {
+	w := newWorld()
+	authSecret(w, "shop", "staff", map[string]string{"users": "alice:" + shaHash("pw")})
+	w.service("shop", "web", 0, map[string]string{"edge-agent.io/hosts": "shop.example.com", "edge-agent.io/basic-auth-secret": "staff"})
+	tr := New(config.Kubernetes{})
+	if r := route(tr.Translate(w.in), "k8s:shop/web/default"); r == nil || r.BasicAuth == nil {
+		t.Fatalf("route = %+v", r)
+	}
+	// Rotation: the new content is served.
+	authSecret(w, "shop", "staff", map[string]string{"users": "alice:" + shaHash("pw2") + "\nbob:" + shaHash("pw3")})
+	if r := route(tr.Translate(w.in), "k8s:shop/web/default"); r == nil || len(r.BasicAuth.Users) != 2 {
+		t.Fatalf("route after rotation = %+v", r)
+	}
+	// The last good annotations need the same Secret: the route is not
+	// served without its check.
+	delete(w.in.Secrets, NamespacedName{"shop", "staff"})
+	res := tr.Translate(w.in)
+	st := status(t, res, "shop", "web")
+	if st.State != StateNotServing || route(res, "k8s:shop/web/default") != nil || st.Problems[0].Reason != ReasonInvalidSecret {
+		t.Fatalf("status = %+v routes = %+v", st, res.Routes)
+	}
+}
+
+func TestSecurityModelErrorsNameTheKey(t *testing.T) {
+	// Values the parser refuses never reach the model; these go straight
+	// to the checks the translator runs on each fragment, as a model rule
+	// the parser does not know yet would.
+	routes := []config.Route{{
+		Name: "k8s:shop/web/api", Hosts: []string{"a.example.com"}, Match: config.Match{Path: &config.PathMatch{Prefix: "/"}},
+		Backends:     []config.Backend{{Cluster: "k8s:shop/web:http"}},
+		WAF:          &config.WAF{Mode: config.WAFBlock, ParanoiaLevel: 5},
+		MaxBodyBytes: 2 << 40,
+		IPRules:      &config.IPRules{Allow: []string{"10.0.0.0/33"}},
+		JWT:          &config.JWTAuth{Providers: []config.JWTProvider{{Name: "k8s", Issuer: "i", JWKSURL: "https://i.example.com/k", Algorithms: []string{"HS256"}}}},
+	}}
+	clusters := []config.Cluster{{Name: "k8s:shop/web:http", Endpoints: []config.Endpoint{{Address: "10.0.0.1:80"}}}}
+	if err := config.FinalizeFragment(routes, clusters, nil); err != nil {
+		t.Fatalf("FinalizeFragment checks these now: %v", err)
+	}
+	err := checkSecurity(routes, clusters)
+	if err == nil {
+		t.Fatal("checkSecurity accepted the route")
+	}
+	var msgs []string
+	for _, se := range fieldErrors(err, []string{"api"}, clusters) {
+		msgs = append(msgs, se.Error())
+	}
+	got := strings.Join(msgs, "\n")
+	for _, want := range []string{
+		"edge-agent.io/api.waf-paranoia-level: must be between 1 and 4",
+		"edge-agent.io/api.max-body-bytes: must be 0 (the node default) or up to 1TiB",
+		`edge-agent.io/api.ip-allow: "10.0.0.0/33" is not a CIDR`,
+		`edge-agent.io/api.jwt-algorithms: must be one of`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("no %q in\n%s", want, got)
+		}
+	}
+	// A fragment without security controls is not checked twice.
+	if err := checkSecurity([]config.Route{{Name: "x"}}, nil); err != nil {
+		t.Errorf("checkSecurity without controls: %v", err)
+	}
+}
+
+// FuzzSecurityParserWithinModel: whatever security value the annotation
+// parser accepts, the model accepts too (else one Service could only be
+// refused at the merge of all of them).
+func FuzzSecurityParserWithinModel(f *testing.F) {
+	for _, s := range [][2]string{
+		{"ip-allow", "10.0.0.0/8, 2001:db8::/32, 192.0.2.1"},
+		{"cors-allow-origins", "https://*.a.example.com:8443, http://[::1]:3000, *"},
+		{"jwt-jwks-url", "http://keys.auth.svc:8080/jwks"},
+		{"jwt-claims-to-headers", "sub=X-User"},
+		{"jwt-audiences", "a,b"},
+		{"jwt-issuer", "https://id.example.com/"},
+		{"basic-auth-realm", "Shop staff"},
+		{"api-keys-header", "X-Key"},
+		{"max-body-bytes", "1Ti"},
+		{"waf-exclude-rules", "1,999999"},
+		{"cors-max-age", "24h"},
+		{"jwt-clock-skew", "5m"},
+	} {
+		f.Add(s[0], s[1])
+	}
+	keys := []string{"ip-allow", "ip-deny", "api-keys-header", "basic-auth-realm", "jwt-issuer", "jwt-jwks-url", "jwt-algorithms",
+		"jwt-audiences", "jwt-from-header", "jwt-from-cookie", "jwt-claims-to-headers", "jwt-optional", "jwt-clock-skew",
+		"ext-auth-bypass", "waf", "waf-paranoia-level", "waf-exclude-rules", "max-body-bytes", "cors-allow-origins",
+		"cors-allow-methods", "cors-allow-headers", "cors-expose-headers", "cors-allow-credentials", "cors-max-age"}
+	f.Fuzz(func(t *testing.T, key, value string) {
+		if !slices.Contains(keys, key) {
+			key = keys[len(key)%len(keys)]
+		}
+		annots := map[string]string{
+			"edge-agent.io/hosts":              "a.example.com",
+			"edge-agent.io/jwt-issuer":         "i",
+			"edge-agent.io/jwt-jwks-url":       "https://i.example.com/k",
+			"edge-agent.io/jwt-algorithms":     "RS256",
+			"edge-agent.io/api-keys-secret":    "keys",
+			"edge-agent.io/basic-auth-secret":  "users",
+			"edge-agent.io/waf":                "detect",
+			"edge-agent.io/cors-allow-origins": "https://a.example.com",
+		}
+		annots["edge-agent.io/"+key] = value
+		w := newWorld()
+		authSecret(w, "ns", "keys", map[string]string{"keys": "k"})
+		authSecret(w, "ns", "users", map[string]string{"users": "u:" + shaHash("p")})
+		w.service("ns", "s", 0, annots)
+		res := New(config.Kubernetes{}).Translate(w.in)
+		st := res.Status[0]
+		for _, p := range st.Problems {
+			// The parser's own errors are "<key>: <reason>" from
+			// annotations.Parse; the model's come after it passed.
+			if p.Reason == ReasonInvalidAnnotation && st.State == StateNotServing && !strings.Contains(p.Message, "unknown annotation") {
+				if _, err := annotations.Parse(annots); err == nil {
+					t.Fatalf("the parser accepted %s=%q but translation failed: %s", key, value, p.Message)
+				}
+			}
+		}
+		if st.State == StateServing {
+			base := &config.Config{Listeners: []config.Listener{{Name: "http", Address: "127.0.0.1:8080"}}}
+			if err := config.Finalize(base); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Merge(base, res); err != nil {
+				t.Fatalf("%s=%q: merge: %v", key, value, err)
+			}
+		}
+	})
 }
