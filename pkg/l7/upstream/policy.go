@@ -55,25 +55,35 @@ type policyStats struct {
 }
 
 // StartRequest takes a slot in the max_requests breaker; false means the
-// breaker is full and the request must be answered at once.
+// breaker is full and the request must be answered at once. Without a
+// limit nothing is counted: a shared counter bounced between cores costs
+// every request.
 func (c *Cluster) StartRequest() bool {
-	return c.take(&c.state.requests, c.limits.maxRequests, BreakerMaxRequests)
+	return c.limits.maxRequests == 0 || c.take(&c.state.requests, c.limits.maxRequests, BreakerMaxRequests)
 }
 
 // EndRequest gives back the slot StartRequest took.
-func (c *Cluster) EndRequest() { c.state.requests.Add(-1) }
+func (c *Cluster) EndRequest() {
+	if c.limits.maxRequests > 0 {
+		c.state.requests.Add(-1)
+	}
+}
 
 // StartRetry takes a slot in the max_retries breaker.
 func (c *Cluster) StartRetry() bool {
-	return c.take(&c.state.retries, c.limits.maxRetries, BreakerMaxRetries)
+	return c.limits.maxRetries == 0 || c.take(&c.state.retries, c.limits.maxRetries, BreakerMaxRetries)
 }
 
 // EndRetry gives back the slot StartRetry took.
-func (c *Cluster) EndRetry() { c.state.retries.Add(-1) }
+func (c *Cluster) EndRetry() {
+	if c.limits.maxRetries > 0 {
+		c.state.retries.Add(-1)
+	}
+}
 
-// take counts one more in n unless that passes limit (0: none).
+// take counts one more in n unless that passes limit.
 func (c *Cluster) take(n *atomic.Int64, limit int64, breaker string) bool {
-	if v := n.Add(1); limit > 0 && v > limit {
+	if v := n.Add(1); v > limit {
 		n.Add(-1)
 		c.Overflowed(breaker)
 		return false
