@@ -230,13 +230,12 @@ func TestCacheTampered(t *testing.T) {
 	pb, _ := json.Marshal(claims(now, map[string]any{jwt.SubjectKey: "admin", jwt.ExpirationKey: now.Add(time.Hour).Unix(), jwt.IssuedAtKey: now.Unix()}))
 	sig, _ := base64.RawURLEncoding.DecodeString(parts[2])
 	sig[0] ^= 1
+	// flip changes the top bit of the 6 a base64url character stands for:
+	// the last character's low bits may be padding, which decoders ignore.
 	flip := func(s string, i int) string {
+		const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 		b := []byte(s)
-		if b[i] == 'A' {
-			b[i] = 'B'
-		} else {
-			b[i] = 'A'
-		}
+		b[i] = alphabet[strings.IndexByte(alphabet, b[i])^32]
 		return string(b)
 	}
 	variants := map[string]string{

@@ -321,6 +321,11 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 		}
 		if ue != nil {
 			kind = ue.Kind
+			// A gRPC server gives up at the same deadline and may reset
+			// the stream rather than answer: the call ran out of time.
+			if s.grpc && kind == upstream.Reset && !time.Now().Before(deadline.Add(-10*time.Millisecond)) {
+				kind = upstream.Timeout
+			}
 			if ue.Kind == upstream.Overflow {
 				s.extra = append(s.extra, message.Header{Name: hdrOverflow, Value: []byte(ue.Breaker)})
 			}
