@@ -20,17 +20,7 @@ import (
 // tokens from a real signer; claims reach the upstream as headers, and a
 // client cannot send those headers itself.
 func TestJWTRoute(t *testing.T) {
-	priv, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := jwk.PublicKeyOf(priv)
-	pub.Set(jwk.KeyIDKey, "k1")
-	set := jwk.NewSet()
-	set.AddKey(pub)
-	doc, _ := json.Marshal(set)
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(doc) }))
-	defer jwks.Close()
+	priv, jwksURL := jwksFixture(t)
 	sign := func(mod func(tok jwt.Token)) string {
 		tok, _ := jwt.NewBuilder().Issuer("https://id.test").Subject("alice").Audience([]string{"shop"}).
 			IssuedAt(time.Now()).Expiration(time.Now().Add(time.Hour)).Claim("tier", "gold").Build()
@@ -49,9 +39,9 @@ func TestJWTRoute(t *testing.T) {
 	e := startProxy(t, fmt.Sprintf(`
 listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
 routes: [{name: r, backends: [{cluster: c}], jwt: {providers: [{name: id, issuer: "https://id.test", audiences: [shop],
-  jwksURL: "%s/jwks", algorithms: [RS256], claimsToHeaders: [{claim: sub, header: X-User}, {claim: tier, header: X-Tier}]}]}}]
+  jwksURL: "%s", algorithms: [RS256], claimsToHeaders: [{claim: sub, header: X-User}, {claim: tier, header: X-Tier}]}]}}]
 clusters: [{name: c, endpoints: [{address: %s}]}]
-`, jwks.URL, up.addr()))
+`, jwksURL, up.addr()))
 	c := client()
 	bearer := func(tok string) map[string]string {
 		return map[string]string{"Authorization": "Bearer " + tok, "X-User": "mallory"}
@@ -80,4 +70,22 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 			t.Errorf("%s: %d %q %q", tc.name, code, h.Get("Edge-Agent-Reason"), h.Get("WWW-Authenticate"))
 		}
 	}
+}
+
+// jwksFixture makes an RSA key ("k1") and serves its public half as a
+// JWK set from a real HTTP server for the test's life.
+func jwksFixture(tb testing.TB) (*rsa.PrivateKey, string) {
+	tb.Helper()
+	priv, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pub, _ := jwk.PublicKeyOf(priv)
+	pub.Set(jwk.KeyIDKey, "k1")
+	set := jwk.NewSet()
+	set.AddKey(pub)
+	doc, _ := json.Marshal(set)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(doc) }))
+	tb.Cleanup(srv.Close)
+	return priv, srv.URL + "/jwks"
 }

@@ -3,13 +3,9 @@ package proxy_test
 import (
 	"bufio"
 	"bytes"
-	crand "crypto/rand"
-	"crypto/rsa"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -210,17 +206,7 @@ clusters: [{name: c, endpoints: [{address: %s}]%s}]
 // one that validates an RS256 JWT and one with the WAF (OWASP CRS,
 // paranoia 1) blocking. Report the ns/op ratios.
 func BenchmarkSecurity(b *testing.B) {
-	priv, err := rsa.GenerateKey(crand.Reader, 2048)
-	if err != nil {
-		b.Fatal(err)
-	}
-	pub, _ := jwk.PublicKeyOf(priv)
-	pub.Set(jwk.KeyIDKey, "k1")
-	set := jwk.NewSet()
-	set.AddKey(pub)
-	doc, _ := json.Marshal(set)
-	jwks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(doc) }))
-	defer jwks.Close()
+	priv, jwksURL := jwksFixture(b)
 	tok, _ := jwt.NewBuilder().Issuer("https://id.test").Subject("alice").Expiration(time.Now().Add(time.Hour)).Build()
 	key, _ := jwk.Import(priv)
 	key.Set(jwk.KeyIDKey, "k1")
@@ -232,7 +218,7 @@ func BenchmarkSecurity(b *testing.B) {
 		"Authorization: Bearer " + string(signed) + "\r\n\r\n")
 	for _, tc := range []struct{ name, route string }{
 		{"none", ""},
-		{"jwt", fmt.Sprintf(`, jwt: {providers: [{name: id, issuer: "https://id.test", jwksURL: "%s", algorithms: [RS256]}]}`, jwks.URL)},
+		{"jwt", fmt.Sprintf(`, jwt: {providers: [{name: id, issuer: "https://id.test", jwksURL: "%s", algorithms: [RS256]}]}`, jwksURL)},
 		{"waf", `, waf: {mode: block}`},
 	} {
 		b.Run(tc.name+"/conns=64", func(b *testing.B) {

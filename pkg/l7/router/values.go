@@ -7,6 +7,7 @@ import (
 
 	"github.com/edge-agent/edge-agent/pkg/config"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/wire"
 )
 
 type valueMatcher struct {
@@ -118,7 +119,7 @@ func unescape(b, dst []byte) ([]byte, bool) {
 			if i+2 >= len(b) {
 				return nil, false
 			}
-			h, l := unhex(b[i+1]), unhex(b[i+2])
+			h, l := wire.Unhex(b[i+1]), wire.Unhex(b[i+2])
 			if h < 0 || l < 0 {
 				return nil, false
 			}
@@ -129,18 +130,6 @@ func unescape(b, dst []byte) ([]byte, bool) {
 		}
 	}
 	return dst, true
-}
-
-func unhex(c byte) int {
-	switch {
-	case c >= '0' && c <= '9':
-		return int(c - '0')
-	case c >= 'a' && c <= 'f':
-		return int(c-'a') + 10
-	case c >= 'A' && c <= 'F':
-		return int(c-'A') + 10
-	}
-	return -1
 }
 
 // matchCookie looks through every Cookie header's "name=value" pairs.

@@ -31,7 +31,7 @@ func NormalizeTarget(t []byte, buf *[]byte) []byte {
 		if c == '%' {
 			hi, lo := -1, -1
 			if i+2 < len(path) {
-				hi, lo = unhex(path[i+1]), unhex(path[i+2])
+				hi, lo = Unhex(path[i+1]), Unhex(path[i+2])
 			}
 			if hi < 0 || lo < 0 {
 				// A stray '%' is escaped itself: otherwise it could join
@@ -113,7 +113,8 @@ func HasEncodedSeparator(t []byte) bool {
 
 const upperHex = "0123456789ABCDEF"
 
-func unhex(c byte) int {
+// Unhex is the value of a hex digit, or -1.
+func Unhex(c byte) int {
 	switch {
 	case c >= '0' && c <= '9':
 		return int(c - '0')

@@ -82,7 +82,7 @@ func FuzzNormalizeTarget(f *testing.F) {
 			t.Fatalf("%q -> %q: not normal", in, out)
 		}
 		for i := 0; i+2 < len(path); i++ {
-			if path[i] == '%' && unhex(path[i+1]) >= 0 && unhex(path[i+2]) >= 0 && unreserved(byte(unhex(path[i+1])<<4|unhex(path[i+2]))) {
+			if path[i] == '%' && Unhex(path[i+1]) >= 0 && Unhex(path[i+2]) >= 0 && unreserved(byte(Unhex(path[i+1])<<4|Unhex(path[i+2]))) {
 				t.Fatalf("%q -> %q: an unreserved character is still escaped", in, out)
 			}
 		}
