@@ -22,6 +22,7 @@ import (
 	"errors"
 	"io"
 	"strings"
+	"time"
 
 	"golang.org/x/net/http2/hpack"
 )
@@ -36,6 +37,7 @@ const (
 	typeHeaders      = 0x1
 	typeRSTStream    = 0x3
 	typeSettings     = 0x4
+	typePing         = 0x6
 	typeContinuation = 0x9
 
 	flagAck        = 0x1
@@ -51,7 +53,28 @@ const (
 const (
 	rapidResetMinStreams = 100
 	maxHeaderBlock       = 1 << 20
+	// maxSettings: a client has no reason to change its settings more
+	// than a handful of times; each change costs the server work and an
+	// ACK.
+	maxSettings = 1000
 )
+
+// PING frames are allowed in bursts of pingBurst and pingsPerSecond after
+// that: every PING costs the server an ACK. Keep-alives need far fewer;
+// gRPC's bandwidth probes send one per round trip while data flows,
+// which stays within this on any real network.
+const (
+	pingBurst      = 10000
+	pingsPerSecond = 1000
+)
+
+// ErrPingFlood ends a connection whose client sends PINGs faster than
+// the allowance.
+var ErrPingFlood = errors.New("h2guard: PING frames faster than 1000 per second (PING flood)")
+
+// ErrSettingsFlood ends a connection whose client sent more than 1000
+// SETTINGS frames.
+var ErrSettingsFlood = errors.New("h2guard: more than 1000 SETTINGS frames (SETTINGS flood)")
 
 // ErrRapidReset ends a connection whose client resets most of its streams.
 var ErrRapidReset = errors.New("h2guard: client reset more than half of its streams (rapid reset)")
@@ -74,8 +97,11 @@ type Reader struct {
 	dec     *hpack.Decoder
 	bad     bool
 	// streams and resets count the client's HEADERS and RST_STREAM frames.
-	streams, resets int
-	buf             [16 << 10]byte
+	streams, resets, settings int
+	// pingTokens and pingAt are the PING allowance (a token bucket).
+	pingTokens float64
+	pingAt     time.Time
+	buf        [16 << 10]byte
 }
 
 // NewReader screens src, which starts with the client connection preface.
@@ -157,9 +183,18 @@ func (r *Reader) screen(frame []byte) error {
 	typ, flags, payload := frame[3], frame[4], frame[frameHeaderLen:]
 	switch typ {
 	case typeSettings:
+		if flags&flagAck == 0 {
+			if r.settings++; r.settings > maxSettings {
+				return ErrSettingsFlood
+			}
+		}
 		if flags&flagAck == 0 && len(payload)%6 == 0 {
 			r.out = append(r.out, dedupeSettings(frame)...)
 			return nil
+		}
+	case typePing:
+		if flags&flagAck == 0 && !r.allowPing(time.Now()) {
+			return ErrPingFlood
 		}
 	case typeRSTStream:
 		r.resets++
@@ -247,4 +282,18 @@ func dedupeSettings(frame []byte) []byte {
 	n := len(out) - frameHeaderLen
 	out[0], out[1], out[2] = byte(n>>16), byte(n>>8), byte(n)
 	return out
+}
+
+func (r *Reader) allowPing(now time.Time) bool {
+	if r.pingAt.IsZero() {
+		r.pingTokens = pingBurst
+	} else {
+		r.pingTokens = min(pingBurst, r.pingTokens+now.Sub(r.pingAt).Seconds()*pingsPerSecond)
+	}
+	r.pingAt = now
+	if r.pingTokens < 1 {
+		return false
+	}
+	r.pingTokens--
+	return true
 }

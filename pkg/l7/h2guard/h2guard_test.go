@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -153,5 +154,47 @@ func TestContinuationFlood(t *testing.T) {
 	}
 	if _, err := io.Copy(io.Discard, NewReader(&buf)); !errors.Is(err, ErrHeaderBlockTooLarge) {
 		t.Fatalf("1.6 MiB of CONTINUATION: %v, want ErrHeaderBlockTooLarge", err)
+	}
+}
+
+func TestSettingsFlood(t *testing.T) {
+	var buf bytes.Buffer
+	buf.WriteString(http2.ClientPreface)
+	fr := http2.NewFramer(&buf, nil)
+	for range 1000 {
+		fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535})
+	}
+	if _, err := io.Copy(io.Discard, NewReader(bytes.NewReader(buf.Bytes()))); err != nil {
+		t.Fatalf("1000 SETTINGS: %v", err)
+	}
+	fr.WriteSettings()
+	if _, err := io.Copy(io.Discard, NewReader(&buf)); !errors.Is(err, ErrSettingsFlood) {
+		t.Fatalf("1001 SETTINGS: %v, want ErrSettingsFlood", err)
+	}
+}
+
+func TestPingFlood(t *testing.T) {
+	frames := func(n int) io.Reader {
+		var buf bytes.Buffer
+		buf.WriteString(http2.ClientPreface)
+		fr := http2.NewFramer(&buf, nil)
+		for range n {
+			fr.WritePing(false, [8]byte{1})
+		}
+		fr.WritePing(true, [8]byte{2}) // ACKs are not counted
+		return &buf
+	}
+	if _, err := io.Copy(io.Discard, NewReader(frames(pingBurst))); err != nil {
+		t.Fatalf("a burst of %d PINGs: %v", pingBurst, err)
+	}
+	if _, err := io.Copy(io.Discard, NewReader(frames(2*pingBurst))); !errors.Is(err, ErrPingFlood) {
+		t.Fatalf("%d PINGs at once: %v, want ErrPingFlood", 2*pingBurst, err)
+	}
+	var r Reader
+	now := time.Unix(1000, 0)
+	for i := range 60000 { // 1000 per second for a minute, after a full burst
+		if !r.allowPing(now.Add(time.Duration(i) * time.Millisecond)) {
+			t.Fatalf("PING %d at 1000/s refused", i)
+		}
 	}
 }

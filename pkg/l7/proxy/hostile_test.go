@@ -152,6 +152,23 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 		}
 	})
 
+	// SETTINGS and PING floods from a client that never reads the ACKs:
+	// the guard ends the connection.
+	h2flood(t, e.addr, func(fr *http2.Framer, block []byte) {
+		for range 20000 {
+			if fr.WritePing(false, [8]byte{1}) != nil {
+				return
+			}
+		}
+	}, true)
+	h2flood(t, e.addr, func(fr *http2.Framer, block []byte) {
+		for range 20000 {
+			if fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 65535}) != nil {
+				return
+			}
+		}
+	}, true)
+
 	time.Sleep(100 * time.Millisecond)
 	close(stop)
 	wg.Wait()
@@ -167,8 +184,10 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 }
 
 // h2flood opens an h2c connection, runs flood, and requires the server to
-// end the connection (GOAWAY or close) within a few seconds.
-func h2flood(t *testing.T, addr string, flood func(fr *http2.Framer, block []byte)) {
+// end the connection (GOAWAY or close) within a few seconds. With
+// noRead, nothing the server sends is read during the flood (so its
+// replies back up, as an attacker's would).
+func h2flood(t *testing.T, addr string, flood func(fr *http2.Framer, block []byte), noRead ...bool) {
 	t.Helper()
 	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 	if err != nil {
@@ -185,6 +204,22 @@ func h2flood(t *testing.T, addr string, flood func(fr *http2.Framer, block []byt
 		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
 	}
 	done := make(chan bool, 1)
+	if len(noRead) > 0 && noRead[0] {
+		conn.(*net.TCPConn).SetReadBuffer(4096)
+		conn.SetDeadline(time.Now().Add(20 * time.Second))
+		flood(fr, hb.Bytes())
+		// The flood ends when the server stops reading or closes; then
+		// the connection must be gone.
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for {
+			if _, err := fr.ReadFrame(); err != nil {
+				if ne, ok := err.(net.Error); ok && ne.Timeout() {
+					t.Error("the server kept a flooding HTTP/2 connection open")
+				}
+				return
+			}
+		}
+	}
 	go func() {
 		for {
 			f, err := fr.ReadFrame()
