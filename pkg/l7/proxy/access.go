@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
@@ -37,7 +38,7 @@ func clientIP(trusted []netip.Prefix, req *message.Request, peer []byte) []byte 
 		return peer
 	}
 	a, err := netip.ParseAddr(string(peer))
-	if err != nil || !inPrefixes(trusted, a.Unmap()) {
+	if err != nil || !inPrefixes(trusted, a.Unmap().WithZone("")) {
 		return peer
 	}
 	client := peer
@@ -57,10 +58,16 @@ func clientIP(trusted []netip.Prefix, req *message.Request, peer []byte) []byte 
 			}
 			ea, err := netip.ParseAddr(string(entry))
 			if err != nil {
-				return client // garbage: stop at the last address we could trust
+				// Some balancers write "ip:port" or "[ip6]:port".
+				ap, perr := netip.ParseAddrPort(string(entry))
+				if perr != nil {
+					return client // garbage: stop at the last address we could trust
+				}
+				ea = ap.Addr()
+				entry = []byte(ea.String())
 			}
 			client = entry
-			if !inPrefixes(trusted, ea.Unmap()) {
+			if !inPrefixes(trusted, ea.Unmap().WithZone("")) {
 				return entry
 			}
 		}
@@ -103,7 +110,7 @@ func (r *ipRules) allows(client []byte) bool {
 	if err != nil {
 		return false
 	}
-	a = a.Unmap()
+	a = a.Unmap().WithZone("") // a zone would make every prefix miss
 	if inPrefixes(r.deny, a) {
 		return false
 	}
@@ -386,7 +393,7 @@ func authorize(ctx context.Context, st *State, route *Route, req *message.Reques
 		if req.ProtoMajor == 2 {
 			proto = "HTTP/2"
 		}
-		d := a.Check(ctx, &extauth.Request{Method: req.Method, Target: req.Target, Host: req.Host, Headers: req.Headers,
+		d := a.Check(ctx, &extauth.Request{Method: req.Method, Target: req.Target, Host: req.Host, Headers: authView(req.Headers, s),
 			Scheme: scheme, Proto: proto, RequestID: rid, ClientIP: s.client, ContentLength: req.ContentLength})
 		if !d.Allowed {
 			if len(d.Headers) == 0 && len(d.Body) == 0 {
@@ -397,8 +404,10 @@ func authorize(ctx context.Context, st *State, route *Route, req *message.Reques
 		s.extOps = d.Upstream
 	}
 	if w := route.waf; w != nil {
-		if v, ok := inspect(ctx, st, w, req, fe, s); !ok {
+		if v, ok := inspect(ctx, st, route, w, req, fe, s); !ok {
 			return localReply(fe, s, b.stats, 499, "downstream_canceled", rid, st), true
+		} else if errors.Is(s.replayErr, errInspectTimeout) {
+			return localReply(fe, s, b.stats, 408, "request_body_timeout", rid, st), true
 		} else if v.Blocked {
 			return localReply(fe, s, b.stats, v.Status, "waf_blocked", rid, st), true
 		}
@@ -409,11 +418,24 @@ func authorize(ctx context.Context, st *State, route *Route, req *message.Reques
 // inspect runs the WAF on req, with up to waf.BodyLimit bytes of its body
 // (read now, and sent upstream again before the rest). It waits for a
 // WAF slot; false means the client left first.
-func inspect(ctx context.Context, st *State, w *waf.WAF, req *message.Request, fe frontend, s *scratch) (waf.Verdict, bool) {
+//
+// gRPC calls are inspected without their bodies (the CRS cannot read
+// protobuf, and a stream may not end before its answer). A body of
+// unknown length has inspectBodyTime to deliver its first 128 KiB or to
+// end; a client that waits for the response before sending more (a
+// streaming upload) gets 408.
+func inspect(ctx context.Context, st *State, route *Route, w *waf.WAF, req *message.Request, fe frontend, s *scratch) (waf.Verdict, bool) {
 	var body []byte
 	truncated := false
-	if req.Body != nil && req.ContentLength != 0 {
+	tooLarge := route.maxBody > 0 && req.ContentLength > route.maxBody // refused next, unread
+	if req.Body != nil && req.ContentLength != 0 && !s.grpc && !tooLarge {
 		fe.continueBody()
+		var fired atomic.Bool
+		var t *time.Timer
+		if req.ContentLength < 0 {
+			abort := fe.abortFunc()
+			t = time.AfterFunc(inspectBodyTime, func() { fired.Store(true); abort() })
+		}
 		limit := int64(waf.BodyLimit)
 		if req.ContentLength > 0 && req.ContentLength < limit {
 			limit = req.ContentLength
@@ -423,6 +445,9 @@ func inspect(ctx context.Context, st *State, w *waf.WAF, req *message.Request, f
 			buf = make([]byte, 0, limit)
 		}
 		n, err := io.ReadFull(req.Body, buf[:limit])
+		if t != nil && !t.Stop() && fired.Load() {
+			err = errInspectTimeout
+		}
 		body, s.wafBuf = buf[:n], buf
 		switch {
 		case err == nil:
@@ -451,6 +476,30 @@ func protoName(req *message.Request) string {
 		return "HTTP/2.0"
 	}
 	return "HTTP/1.1"
+}
+
+// inspectBodyTime bounds reading a body of unknown length for the WAF.
+const inspectBodyTime = 5 * time.Second
+
+var errInspectTimeout = errors.New("request body too slow for inspection")
+
+// authView is the request's headers as the upstream will see them, for an
+// authorization service: headers access control removes are gone and the
+// ones it sets (verified claims) are there, so a client cannot show the
+// service a forged claim. Built only when there is something to change.
+func authView(hs message.Headers, s *scratch) message.Headers {
+	if len(s.drop) == 0 && len(s.authHdrs) == 0 {
+		return hs
+	}
+	v := s.view[:0]
+	for _, h := range hs {
+		if !replacedByAuth(h.Name, s) {
+			v = append(v, h)
+		}
+	}
+	v = append(v, s.authHdrs...)
+	s.view = v
+	return v
 }
 
 // prefixBody reads pre, then rest (or err, a read error met while

@@ -78,6 +78,7 @@ type scratch struct {
 	wafBuf    []byte
 	replay2   prefixBody
 	replayErr error
+	view      message.Headers // authView's list
 	// Retries: the endpoints tried, and the body kept to send again.
 	tried  []*upstream.Endpoint
 	rec    bodyRecorder
@@ -121,6 +122,7 @@ func serve(ctx context.Context, st *State, ls *listenerState, req *message.Reque
 	s.grpc = s.web || (req.ProtoMajor == 2 && grpcType(ct))
 	s.cors, s.extra, s.num = s.cors[:0], s.extra[:0], s.num[:0]
 	s.authHdrs, s.drop, s.extOps, s.replayErr = s.authHdrs[:0], nil, nil, nil
+	s.release()
 	s.client = clientIP(st.trusted, req, remoteIP)
 	info := serveRoute(ctx, st, ls, req, remoteIP, rid, fe, s)
 	info.rid = rid
@@ -278,8 +280,13 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 		if attempts > 1 {
 			cl.EndRetry()
 		}
-		if rp == nil || attempts > rp.attempts || !replayable || !rp.retriable(req.Method, kind, &x.Response, s.grpc) ||
-			!retryNow(rp, cl, deadline, s) {
+		if rp == nil || attempts > rp.attempts || !replayable || !rp.retriable(req.Method, kind, &x.Response, s.grpc) {
+			break
+		}
+		// The backoff must fit before the deadline, or the answer we have
+		// is better than none.
+		wait := rp.backoff(attempts)
+		if !time.Now().Add(wait).Before(deadline) || x.BodyAborted() || !retryNow(rp, cl, deadline, s) {
 			break
 		}
 		// Let this attempt go. A body writer still reading from the
@@ -288,9 +295,10 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 			fe.abandonBody()
 			x.WaitBody()
 			cl.EndRetry()
+			s.extra = appendIntHeader(s, hdrAttempts, int64(attempts))
 			return withRoute(localReply(fe, s, b.stats, 502, "upstream_reset", rid, st), info)
 		}
-		if !sleepBackoff(ctx, rp.backoff(attempts), deadline) {
+		if !sleepBackoff(ctx, wait, deadline) {
 			cl.EndRetry()
 			err = &upstream.Error{Kind: upstream.Timeout}
 			if ctx.Err() != nil {
@@ -774,4 +782,22 @@ func logRequest(log *slog.Logger, ls *listenerState, req *message.Request, remot
 		attrs = append(attrs, slog.Int("attempts", info.attempts))
 	}
 	log.LogAttrs(context.Background(), slog.LevelInfo, "access", attrs...)
+}
+
+// maxKeptBuffer is the largest body buffer a connection keeps between
+// requests: larger ones (a retried or inspected body) go back to the GC,
+// so idle keep-alive connections hold little memory.
+const maxKeptBuffer = 16 << 10
+
+// release drops what the previous request left in s: readers of its body
+// and buffers too large to keep.
+func (s *scratch) release() {
+	s.rec.r, s.replay.rec, s.replay2.rest, s.replay2.pre, s.limit.r = nil, nil, nil, nil, nil
+	if cap(s.rec.buf) > maxKeptBuffer {
+		s.rec.buf = nil
+	}
+	if cap(s.wafBuf) > maxKeptBuffer {
+		s.wafBuf = nil
+	}
+	s.bodyRd.Reset(nil)
 }

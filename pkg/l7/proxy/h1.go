@@ -38,6 +38,7 @@ type h1conn struct {
 
 	closeAfter bool
 	isHead     bool
+	continued  bool // "100 Continue" sent for this request
 	abort      func()
 	cut        func()
 	// dw is what bw writes through: each write must make progress within
@@ -149,6 +150,7 @@ func (c *h1conn) loop() {
 func (c *h1conn) prepare() {
 	h := &c.head
 	r := &c.req
+	c.continued = false
 	*r = message.Request{Method: h.Method, Target: wire.NormalizeTarget(h.Target, &c.s.norm), Host: h.Host, Headers: h.Headers,
 		Upgrade: h.Upgrade, ProtoMajor: 1, TLS: c.tls, ClientCert: c.clientCert}
 	switch {
@@ -197,7 +199,8 @@ func (c *h1conn) abandonBody() { c.unblockBody() }
 // continueBody answers "Expect: 100-continue" once the request is known to
 // be proxied: a 404 or redirect then never invites the body.
 func (c *h1conn) continueBody() {
-	if c.head.Expect100 && c.req.ContentLength != 0 {
+	if c.head.Expect100 && c.req.ContentLength != 0 && !c.continued {
+		c.continued = true
 		c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
 		if c.bw.Flush() != nil {
 			c.closeAfter = true
@@ -344,6 +347,9 @@ func (c *h1conn) upgrade(resp *message.Response, x *upstream.Exchange, t tunnel)
 		x.Finish(false)
 		return 0, err
 	}
+	// The relay writes to the connection itself, under the tunnel's idle
+	// and lifetime limits: the per-write deadline of responses must go.
+	_ = c.nc.SetWriteDeadline(time.Time{})
 	unc, ubr, done := x.Hijack()
 	defer done()
 	return t.relay(c.nc, c.br, unc, ubr)

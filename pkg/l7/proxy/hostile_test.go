@@ -94,6 +94,7 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 		{"URI too long", "GET /" + strings.Repeat("a", 9<<10) + " HTTP/1.1\r\n" + h + "\r\n", 414, "bad_request"},
 		{"encoded slash to reach another route", "GET /ok/..%2Fadmin HTTP/1.1\r\n" + h + "\r\n", 400, "encoded_path_separator"},
 		{"encoded backslash", "GET /ok/..%5Cadmin HTTP/1.1\r\n" + h + "\r\n", 400, "encoded_path_separator"},
+		{"path parameter on a dot segment", "GET /ok/..;/admin HTTP/1.1\r\n" + h + "\r\n", 400, "encoded_path_separator"},
 		{"dot segments reach the admin route (and its rules)", "GET /ok/../admin HTTP/1.1\r\n" + h + "\r\n", 403, "ip_denied"},
 		{"encoded dots too", "GET /ok/%2e%2E/admin HTTP/1.1\r\n" + h + "\r\n", 403, "ip_denied"},
 		{"double slash too", "GET //admin HTTP/1.1\r\n" + h + "\r\n", 403, "ip_denied"},

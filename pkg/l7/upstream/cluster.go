@@ -140,6 +140,9 @@ func (m *Manager) Update(cfgs []config.Cluster) map[string]*Cluster {
 			if !keepEps[e] {
 				e.closeIdle()
 				e.stopChecker()
+				if e.ejectedUntil.Swap(0) != 0 {
+					old.pstats.ejected.Dec() // it leaves ejected: the gauge must not keep it
+				}
 			}
 		}
 		if n := next[name]; (n == nil || n.h2 != old.h2) && old.h2 != nil {
@@ -198,6 +201,14 @@ func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
 			e.warmFrom.Store(now)
 		}
 		c.eps = append(c.eps, e)
+	}
+	if c.outlier == nil {
+		// Outlier detection is off (or was turned off): lift ejections.
+		for _, e := range c.eps {
+			if e.ejectedUntil.Swap(0) != 0 {
+				c.pstats.ejected.Dec()
+			}
+		}
 	}
 	c.picker = newPicker(cfg.LBPolicy, c.eps)
 	if cfg.LBPolicy == config.LBMaglev {

@@ -74,7 +74,14 @@ type Exchange struct {
 	idle      time.Duration
 	idleReads bool
 	h2timer   *time.Timer
+	// bodyAborted: a failed send stopped the request-body writer while it
+	// was reading the client; the body cannot be sent again.
+	bodyAborted bool
 }
+
+// BodyAborted reports whether the last RoundTrip stopped reading the
+// client's request body part-way (a retry could not send it whole).
+func (x *Exchange) BodyAborted() bool { return x.bodyAborted }
 
 // Abort closes the upstream connection of the exchange in progress, if any.
 // It is safe to call from any goroutine (the drain deadline uses it).
@@ -95,7 +102,7 @@ func PutBuffer(b *[]byte) { bufPool.Put(b) }
 // RoundTrip sends req to ep and reads the response head into x.Response.
 // The caller streams x.Response.Body and must call x.Finish.
 func (c *Cluster) RoundTrip(ep *Endpoint, req *OutRequest, x *Exchange) error {
-	x.cluster, x.ep = c, ep
+	x.cluster, x.ep, x.bodyAborted = c, ep, false
 	ep.active.Add(1)
 	c.stats.inflight.Inc()
 	if c.h2 != nil {
@@ -394,6 +401,7 @@ func (x *Exchange) abortBody(conn *Conn, req *OutRequest) error {
 		// Still running: stop it. Its error is then our doing, not news.
 		if req.AbortBody != nil {
 			req.AbortBody()
+			x.bodyAborted = true
 		}
 		_ = conn.nc.Close()
 		<-x.bodyErr

@@ -59,6 +59,10 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 		if errors.Is(context.Cause(ctx), errHeadTimeout) {
 			return &Error{Kind: Timeout, Err: err}
 		}
+		if parent.Err() != nil {
+			// The client went away: nothing to hold against the endpoint.
+			return &Error{Kind: Canceled, Err: err}
+		}
 		if ue, ok := AsError(err); ok {
 			return ue
 		}

@@ -99,31 +99,35 @@ func (c *Cluster) Overflowed(breaker string) {
 }
 
 // acquireConn takes a connection slot before a dial. With every slot in
-// use, the request waits (as one of at most maxPending) until a connection
-// is freed or returned to the pool, or for wait; take reports that an
-// idle connection may be waiting, so the caller looks in the pool again.
-func (c *Cluster) acquireConn(ctx context.Context, wait time.Duration) (retryPool bool, err error) {
+// use, an idle pooled connection (of any endpoint) is closed to free one;
+// failing that the request waits (as one of at most maxPending) until a
+// connection is freed or returned to the pool, or until deadline; again
+// reports that an idle connection may be waiting, so the caller looks in
+// the pool once more. Running out of time is an overflow of the breaker,
+// not the endpoint's fault.
+//
+// deadline is set (from wait) when the first wait starts and kept across
+// the caller's retries, so waking up does not restart the clock.
+func (c *Cluster) acquireConn(ctx context.Context, wait time.Duration, deadline *time.Time) (again bool, err error) {
 	st, lim := c.state, c.limits.maxConns
 	if lim <= 0 {
 		st.conns.Add(1)
 		return false, nil
 	}
-	if st.tryTake(lim) {
+	if st.tryTake(lim) || c.closeOneIdle() && st.tryTake(lim) {
 		return false, nil
 	}
 	if st.pending.Add(1) > c.limits.maxPending {
 		st.pending.Add(-1)
-		breaker := BreakerMaxPendingRequests
-		if c.limits.maxPending == 0 {
-			breaker = BreakerMaxConnections
-		}
-		c.Overflowed(breaker)
-		return false, &Error{Kind: Overflow, Breaker: breaker}
+		return false, c.overflow(BreakerMaxPendingRequests)
 	}
 	defer st.pending.Add(-1)
 	st.waiters.Add(1)
 	defer st.waiters.Add(-1)
-	t := time.NewTimer(wait)
+	if deadline.IsZero() {
+		*deadline = time.Now().Add(wait)
+	}
+	t := time.NewTimer(time.Until(*deadline))
 	defer t.Stop()
 	for {
 		st.mu.Lock()
@@ -139,11 +143,42 @@ func (c *Cluster) acquireConn(ctx context.Context, wait time.Duration) (retryPoo
 		case <-ch:
 			return true, nil
 		case <-t.C:
-			return false, &Error{Kind: Timeout, Err: errPendingTimeout}
+			return false, c.overflow(BreakerMaxConnections)
 		case <-ctx.Done():
 			return false, &Error{Kind: Canceled, Err: ctx.Err()}
 		}
 	}
+}
+
+// overflow counts and reports a full breaker. A pending queue that is
+// configured but full says max_pending_requests; none at all, or a wait
+// that ran out, says max_connections.
+func (c *Cluster) overflow(breaker string) error {
+	if breaker == BreakerMaxPendingRequests && c.limits.maxPending == 0 {
+		breaker = BreakerMaxConnections
+	}
+	c.Overflowed(breaker)
+	return &Error{Kind: Overflow, Breaker: breaker, Err: errConnSlot}
+}
+
+// closeOneIdle closes one idle pooled connection of the cluster, so its
+// slot can serve a request for another endpoint.
+func (c *Cluster) closeOneIdle() bool {
+	for _, e := range c.eps {
+		p := &e.pool
+		p.mu.Lock()
+		if n := len(p.idle); n > 0 {
+			conn := p.idle[0] // the oldest
+			copy(p.idle, p.idle[1:])
+			p.idle[n-1] = nil
+			p.idle = p.idle[:n-1]
+			p.mu.Unlock()
+			conn.close()
+			return true
+		}
+		p.mu.Unlock()
+	}
+	return false
 }
 
 func (st *clusterState) tryTake(lim int64) bool {
@@ -213,6 +248,15 @@ func (c *Cluster) Choose(hash uint64, hasHash bool, avoid []*Endpoint) *Endpoint
 			continue
 		}
 		return e
+	}
+	// Sampling a weighted picker can keep landing on a heavy endpoint that
+	// is out: look at every endpoint once, from a random place.
+	start := rand.IntN(n)
+	for i := range n {
+		e := c.eps[(start+i)%n]
+		if !contains(avoid, e) && c.available(e, now) {
+			return e
+		}
 	}
 	if fallbackFresh != nil {
 		return fallbackFresh
@@ -480,6 +524,6 @@ func (c *Cluster) HashPolicy() *config.HashPolicy {
 	return c.cfg.Hash
 }
 
-var errPendingTimeout = errors.New("timed out waiting for a connection slot (circuit breaker max_connections)")
+var errConnSlot = errors.New("no connection slot (circuit breaker)")
 
 func randFloat() float64 { return rand.Float64() }

@@ -34,11 +34,12 @@ type pool struct {
 }
 
 func (e *Endpoint) getConn(ctx context.Context, c *Cluster, wait time.Duration) (*Conn, error) {
+	var deadline time.Time // set when the first wait starts
 	for {
 		if conn := e.idleConn(); conn != nil {
 			return conn, nil
 		}
-		again, err := c.acquireConn(ctx, wait)
+		again, err := c.acquireConn(ctx, wait, &deadline)
 		if err != nil {
 			return nil, err
 		}
@@ -80,8 +81,9 @@ func (e *Endpoint) idleConn() *Conn {
 
 // dial opens a new connection, in a connection slot of the cluster's.
 func (e *Endpoint) dial(ctx context.Context, cl *Cluster, wait time.Duration) (*Conn, error) {
+	var deadline time.Time
 	for {
-		again, err := cl.acquireConn(ctx, wait)
+		again, err := cl.acquireConn(ctx, wait, &deadline)
 		if err != nil {
 			return nil, err
 		}

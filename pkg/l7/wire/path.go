@@ -95,6 +95,10 @@ func NormalizeTarget(t []byte, buf *[]byte) []byte {
 // slash or backslash ("%2F", "%5C") or a raw backslash. Upstreams differ
 // in whether they decode these into separators, so a route match on such
 // a path cannot be trusted: the proxy refuses them (400).
+//
+// It also reports "." and ".." segments carrying path parameters
+// ("/..;/admin"): Tomcat and Spring drop the parameter and resolve the
+// dot segment the route match never saw.
 func HasEncodedSeparator(t []byte) bool {
 	for i, c := range t {
 		switch c {
@@ -102,6 +106,14 @@ func HasEncodedSeparator(t []byte) bool {
 			return false
 		case '\\':
 			return true
+		case ';':
+			seg := t[:i]
+			if j := bytes.LastIndexByte(seg, '/'); j >= 0 {
+				seg = seg[j+1:]
+			}
+			if string(seg) == "." || string(seg) == ".." {
+				return true
+			}
 		case '%':
 			if i+2 < len(t) && (t[i+1] == '2' && (t[i+2] == 'f' || t[i+2] == 'F') || t[i+1] == '5' && (t[i+2] == 'c' || t[i+2] == 'C')) {
 				return true

@@ -42,6 +42,7 @@ func TestNormalizeTarget(t *testing.T) {
 	for in, want := range map[string]bool{
 		"/a%2fb": true, "/a%2Fb": true, "/a%5cb": true, "/a\\b": true,
 		"/a/b?redirect=%2F": false, "/a%20b": false, "/a": false,
+		"/public/..;/admin": true, "/public/.;x/a": true, "/a;jsessionid=1": false, "/a..;b": false,
 	} {
 		if got := HasEncodedSeparator([]byte(in)); got != want {
 			t.Errorf("HasEncodedSeparator(%q) = %v", in, got)
