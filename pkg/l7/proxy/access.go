@@ -172,6 +172,17 @@ type basicAuth struct {
 	users     map[string]string
 	mu        sync.Mutex
 	verified  map[[sha256.Size]byte]bool
+	// dummy is a bcrypt hash at the users' cost, made on first need.
+	cost      int
+	dummyOnce sync.Once
+	dummy     []byte
+}
+
+func (b *basicAuth) dummyHash() []byte {
+	b.dummyOnce.Do(func() {
+		b.dummy, _ = bcrypt.GenerateFromPassword([]byte("edge-agent: no such user"), b.cost)
+	})
+	return b.dummy
 }
 
 const maxVerifiedCredentials = 4096
@@ -188,7 +199,7 @@ func compileBasicAuth(b *config.BasicAuth) (*basicAuth, error) {
 		}
 		lines = append(append([]string(nil), lines...), fl...)
 	}
-	ba := &basicAuth{realm: b.Realm, users: map[string]string{}, verified: map[[sha256.Size]byte]bool{},
+	ba := &basicAuth{realm: b.Realm, users: map[string]string{}, verified: map[[sha256.Size]byte]bool{}, cost: bcrypt.MinCost,
 		challenge: []byte(`Basic realm="` + b.Realm + `", charset="UTF-8"`)}
 	for i, l := range lines {
 		user, hash, ok := strings.Cut(l, ":")
@@ -197,9 +208,11 @@ func compileBasicAuth(b *config.BasicAuth) (*basicAuth, error) {
 		}
 		switch {
 		case strings.HasPrefix(hash, "$2a$"), strings.HasPrefix(hash, "$2b$"), strings.HasPrefix(hash, "$2y$"):
-			if _, err := bcrypt.Cost([]byte(hash)); err != nil {
+			cost, err := bcrypt.Cost([]byte(hash))
+			if err != nil {
 				return nil, fmt.Errorf("users line %d (%s): bad bcrypt hash", i+1, user)
 			}
+			ba.cost = max(ba.cost, cost)
 		case strings.HasPrefix(hash, "{SHA}"):
 			if d, err := base64.StdEncoding.DecodeString(hash[5:]); err != nil || len(d) != sha1.Size {
 				return nil, fmt.Errorf("users line %d (%s): bad {SHA} hash", i+1, user)
@@ -228,6 +241,9 @@ func (b *basicAuth) check(hs message.Headers) (ok bool, reason string) {
 	user, pass, found := bytes.Cut(raw[:n], []byte{':'})
 	hash, known := b.users[string(user)]
 	if !found || !known {
+		// Spend what a wrong password for a known user costs, so the
+		// answer's timing does not tell which user names exist.
+		_ = bcrypt.CompareHashAndPassword(b.dummyHash(), pass)
 		return false, "basic_auth_invalid"
 	}
 	key := sha256.Sum256(raw[:n])
@@ -355,6 +371,12 @@ func replacedByAuth(name []byte, s *scratch) bool {
 func authorize(ctx context.Context, st *State, route *Route, req *message.Request, rid []byte, fe frontend, s *scratch) (reqInfo, bool) {
 	b := &route.backends[0]
 	s.drop = route.authDrop
+	// Two credentials in one request: the upstream might read another one
+	// than the one checked here.
+	if (route.basicAuth != nil || route.jwt != nil) && count(req.Headers, "authorization") > 1 ||
+		route.apiKeys != nil && count(req.Headers, route.apiKeys.header) > 1 {
+		return localReply(fe, s, b.stats, 400, "ambiguous_credentials", rid, st), true
+	}
 	if k := route.apiKeys; k != nil {
 		if ok, reason := k.check(req.Headers); !ok {
 			return localReply(fe, s, b.stats, 401, reason, rid, st), true
@@ -537,3 +559,14 @@ func authReply(fe frontend, s *scratch, b *backend, d *extauth.Decision, rid []b
 }
 
 var hdrWWWAuthenticate = []byte("WWW-Authenticate")
+
+// count is how many times name occurs in hs.
+func count(hs message.Headers, name string) int {
+	n := 0
+	for i := range hs {
+		if message.EqualFold(hs[i].Name, name) {
+			n++
+		}
+	}
+	return n
+}

@@ -163,6 +163,11 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 	if code != 401 || h.Get("WWW-Authenticate") != `Basic realm="shop", charset="UTF-8"` {
 		t.Fatalf("no credentials: %d %q", code, h.Get("WWW-Authenticate"))
 	}
+	conn := dial(t, e.addr)
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: a\r\nAuthorization: %s\r\nAuthorization: Basic eDp5\r\n\r\n", auth("alice", "s3cret")["Authorization"])
+	if resp := readResponse(t, conn, "GET"); resp.StatusCode != 400 || resp.Header.Get("Edge-Agent-Reason") != "ambiguous_credentials" {
+		t.Fatalf("two Authorization headers: %d %q", resp.StatusCode, resp.Header.Get("Edge-Agent-Reason"))
+	}
 	for _, tc := range []struct {
 		user, pass string
 		want       int

@@ -416,12 +416,14 @@ func retryNow(rp *retryPolicy, cl *upstream.Cluster, deadline time.Time, s *scra
 	if !now.Before(deadline) {
 		return false
 	}
-	if !rp.budget.allow(now) {
-		rp.noBudget.Inc()
-		return false
-	}
+	// The breaker first: a retry it refuses must not use up budget.
 	if !cl.StartRetry() {
 		rp.noBreaker.Inc()
+		return false
+	}
+	if !rp.budget.allow(now) {
+		cl.EndRetry()
+		rp.noBudget.Inc()
 		return false
 	}
 	rp.attempted.Inc()

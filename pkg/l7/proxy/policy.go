@@ -7,7 +7,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
@@ -256,47 +256,45 @@ func (rp *retryPolicy) backoff(n int) time.Duration {
 }
 
 // retryBudget admits a retry while retries over the last 10 seconds stay
-// within percent of the requests plus minPerSecond per second.
+// within percent of the requests plus minPerSecond per second. It is kept
+// in one-second slots of atomic counters: every request of the route
+// counts, so a lock here would serialise them. Concurrent requests at a
+// slot's turnover may be miscounted by a few; the budget is a bound on
+// load, not a ledger.
 type retryBudget struct {
 	percent, minPerSecond int64
-	mu                    sync.Mutex
-	sec                   [config.DefaultRetryBudgetWindowSeconds]int64
-	requests, retries     [config.DefaultRetryBudgetWindowSeconds]int64
+	slots                 [config.DefaultRetryBudgetWindowSeconds]budgetSlot
 }
 
-func (b *retryBudget) slot(now int64) int {
-	i := int(now % int64(len(b.sec)))
-	if b.sec[i] != now {
-		b.sec[i], b.requests[i], b.retries[i] = now, 0, 0
+type budgetSlot struct{ sec, requests, retries atomic.Int64 }
+
+func (b *retryBudget) slot(now int64) *budgetSlot {
+	sl := &b.slots[now%int64(len(b.slots))]
+	if old := sl.sec.Load(); old != now && sl.sec.CompareAndSwap(old, now) {
+		sl.requests.Store(0)
+		sl.retries.Store(0)
 	}
-	return i
+	return sl
 }
 
 // request counts one request of the route.
-func (b *retryBudget) request(now time.Time) {
-	sec := now.Unix()
-	b.mu.Lock()
-	b.requests[b.slot(sec)]++
-	b.mu.Unlock()
-}
+func (b *retryBudget) request(now time.Time) { b.slot(now.Unix()).requests.Add(1) }
 
 // allow takes a retry from the budget if there is one.
 func (b *retryBudget) allow(now time.Time) bool {
 	sec := now.Unix()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	i := b.slot(sec)
+	sl := b.slot(sec)
 	var reqs, rets int64
-	for j := range b.sec {
-		if sec-b.sec[j] < int64(len(b.sec)) {
-			reqs += b.requests[j]
-			rets += b.retries[j]
+	for i := range b.slots {
+		if sec-b.slots[i].sec.Load() < int64(len(b.slots)) {
+			reqs += b.slots[i].requests.Load()
+			rets += b.slots[i].retries.Load()
 		}
 	}
-	if rets*100 >= reqs*b.percent+b.minPerSecond*int64(len(b.sec))*100 {
+	if rets*100 >= reqs*b.percent+b.minPerSecond*int64(len(b.slots))*100 {
 		return false
 	}
-	b.retries[i]++
+	sl.retries.Add(1)
 	return true
 }
 
