@@ -265,17 +265,13 @@ func (d *Deny) Sync(cidrs []netip.Prefix) error {
 		}
 	}
 	trie := d.objs.EaDenyCidrs
-	cur := map[denyDenyKey]uint32{}
-	curOwner := map[uint32]denyDenyKey{}
-	var k denyDenyKey
-	var v uint32
-	it := trie.Iterate()
-	for it.Next(&k, &v) {
-		cur[k] = v
-		curOwner[v] = k
+	cur, err := readMap[denyDenyKey, uint32](trie, "deny list")
+	if err != nil {
+		return err
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read deny list: %w", err)
+	curOwner := map[uint32]denyDenyKey{}
+	for k, v := range cur {
+		curOwner[v] = k
 	}
 	// 1. Removed CIDRs pass again.
 	for k := range cur {

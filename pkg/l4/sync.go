@@ -63,25 +63,13 @@ func (d *Datapath) Sync(services []Service) error {
 	d.nextComputed = map[string][]uint32{}
 	defer func() { d.computed, d.nextComputed = d.nextComputed, nil }()
 	m := &d.objs.lbMaps
-	curSvc := map[lbSvcKey]lbSvcValue{}
-	var k lbSvcKey
-	var v lbSvcValue
-	it := m.EaServices.Iterate()
-	for it.Next(&k, &v) {
-		curSvc[k] = v
+	curSvc, err := readMap[lbSvcKey, lbSvcValue](m.EaServices, "services")
+	if err != nil {
+		return err
 	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read services: %w", err)
-	}
-	curBe := map[uint32]lbBackend{}
-	var bid uint32
-	var be lbBackend
-	bit := m.EaBackends.Iterate()
-	for bit.Next(&bid, &be) {
-		curBe[bid] = be
-	}
-	if err := bit.Err(); err != nil {
-		return fmt.Errorf("read backends: %w", err)
+	curBe, err := readMap[uint32, lbBackend](m.EaBackends, "backends")
+	if err != nil {
+		return err
 	}
 
 	// Backend ids are stable per address: reuse the id a backend has.
