@@ -263,6 +263,11 @@ func proxyRequest(ctx context.Context, st *State, ls *listenerState, route *Rout
 			if rp.perTry > 0 && rp.perTry < out.Timeout {
 				out.Timeout = rp.perTry
 			}
+			if s.grpc && rp.perTry > 0 {
+				// The server should give up when this attempt does.
+				out.Headers = setGRPCTimeout(out.Headers, out.Timeout)
+				s.hdrs = out.Headers
+			}
 		}
 		err = cl.RoundTrip(ep, out, x)
 		var kind upstream.Kind

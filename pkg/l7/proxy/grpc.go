@@ -151,3 +151,17 @@ func grpcLocalReply(fe frontend, s *scratch, status int, reason string, rid []by
 	n, _ := fe.respond(&message.Response{Status: 200, Headers: hs, ContentLength: -1, Body: eofBody{}})
 	return n
 }
+
+var hdrGRPCTimeout = []byte("grpc-timeout")
+
+// setGRPCTimeout sets the call's grpc-timeout to d, adding it if absent.
+func setGRPCTimeout(hs message.Headers, d time.Duration) message.Headers {
+	v := formatGRPCTimeout(d)
+	for i := range hs {
+		if message.EqualFold(hs[i].Name, "grpc-timeout") {
+			hs[i].Value = v
+			return hs
+		}
+	}
+	return append(hs, message.Header{Name: hdrGRPCTimeout, Value: v})
+}

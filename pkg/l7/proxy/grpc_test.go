@@ -429,3 +429,24 @@ clusters:
 		t.Errorf("non-gRPC request: %d %v", resp.StatusCode, resp.Header)
 	}
 }
+
+// A retry policy's per-try timeout reaches the server as the call's
+// grpc-timeout, so the server gives up when the attempt does.
+func TestGRPCPerTryTimeoutReachesServer(t *testing.T) {
+	g := startGRPC(t, "    retry: {attempts: 1, perTryTimeout: 300ms, on: [unavailable]}")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := g.client.UnaryCall(ctx, &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Duration(g.server.lastDeadline.Load()); d <= 0 || d > 300*time.Millisecond {
+		t.Fatalf("server saw deadline %v, want ≤ the 300ms per-try timeout", d)
+	}
+	// Without a client deadline, one is added for the attempt.
+	if _, err := g.client.UnaryCall(context.Background(), &testgrpc.SimpleRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Duration(g.server.lastDeadline.Load()); d <= 0 || d > 300*time.Millisecond {
+		t.Fatalf("no client deadline: server saw %v, want ≤ 300ms", d)
+	}
+}
