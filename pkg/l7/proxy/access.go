@@ -548,13 +548,9 @@ func (p *prefixBody) Read(b []byte) (int, error) {
 // came (status, headers, body), with the request id and the reason.
 func authReply(fe frontend, s *scratch, b *backend, d *extauth.Decision, rid []byte, st *State) reqInfo {
 	fe.beforeLocalReply()
-	hs := append(s.resp[:0], d.Headers...)
-	hs = append(hs, message.Header{Name: hdrReason, Value: []byte(d.Reason)},
-		message.Header{Name: st.server.requestIDHeader, Value: rid})
-	hs = append(hs, s.cors...)
-	s.resp = hs
 	s.local = localBody{b: append(s.local.b[:0], d.Body...)}
-	n, _ := fe.respond(&message.Response{Status: d.Status, Headers: hs, ContentLength: int64(len(d.Body)), Body: &s.local})
+	hs := replyHeaders(append(s.resp[:0], d.Headers...), d.Reason, rid, s, st)
+	n := sendLocal(fe, s, d.Status, hs)
 	return reqInfo{status: d.Status, reason: d.Reason, bytes: n, stats: b.stats}
 }
 

@@ -671,22 +671,27 @@ func localReply(fe frontend, s *scratch, stats *metrics.RouteStats, status int, 
 		return reqInfo{status: 200, reason: reason, bytes: n, stats: stats}
 	}
 	s.local = localBody{b: append(append(s.local.b[:0], reason...), '\n')}
-	hs := append(s.resp[:0],
-		message.Header{Name: hdrCType, Value: valTextPlain},
-		message.Header{Name: hdrReason, Value: []byte(reason)})
+	hs := append(s.resp[:0], message.Header{Name: hdrCType, Value: valTextPlain})
+	hs = append(replyHeaders(hs, reason, rid, s, st), s.extra...)
+	n := sendLocal(fe, s, status, hs)
+	return reqInfo{status: status, reason: reason, bytes: n, stats: stats}
+}
+
+// replyHeaders adds what every reply the proxy makes itself carries: the
+// reason, the request id and the CORS headers for the request's origin.
+func replyHeaders(hs message.Headers, reason string, rid []byte, s *scratch, st *State) message.Headers {
+	hs = append(hs, message.Header{Name: hdrReason, Value: []byte(reason)})
 	if len(rid) > 0 {
 		hs = append(hs, message.Header{Name: st.server.requestIDHeader, Value: rid})
 	}
-	hs = append(append(hs, s.cors...), s.extra...)
+	return append(hs, s.cors...)
+}
+
+// sendLocal answers with status, headers hs and the body in s.local.
+func sendLocal(fe frontend, s *scratch, status int, hs message.Headers) int64 {
 	s.resp = hs
-	resp := message.Response{
-		Status:        status,
-		Headers:       hs,
-		ContentLength: int64(len(s.local.b)),
-		Body:          &s.local,
-	}
-	n, _ := fe.respond(&resp)
-	return reqInfo{status: status, reason: reason, bytes: n, stats: stats}
+	n, _ := fe.respond(&message.Response{Status: status, Headers: hs, ContentLength: int64(len(s.local.b)), Body: &s.local})
+	return n
 }
 
 // redirect answers with the route's redirect, keeping unset parts of the
