@@ -65,8 +65,8 @@ type Server struct {
 	ReadHeaderTimeout Duration `yaml:"readHeaderTimeout" json:"readHeaderTimeout"`
 	// IdleTimeout closes downstream keep-alive connections idle this long.
 	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
-	// WriteTimeout cuts an HTTP/1.1 client that takes no part of a
-	// response for this long (it stopped reading).
+	// WriteTimeout cuts a client connection (HTTP/1.1 or HTTP/2) that
+	// takes no part of a pending write for this long (it stopped reading).
 	WriteTimeout Duration `yaml:"writeTimeout" json:"writeTimeout"`
 	// MaxHeaderBytes caps the request line plus headers.
 	MaxHeaderBytes int `yaml:"maxHeaderBytes" json:"maxHeaderBytes"`

@@ -81,9 +81,11 @@ func newH2Server(log *slog.Logger, handler http.Handler) *h2server {
 
 // serveConn hands nc to net/http and waits until the connection is closed.
 // The client's frames pass through h2guard first, for the RFC 9113 rules
-// net/http does not enforce.
-func (h *h2server) serveConn(nc net.Conn, ln *listener) {
-	nc = &guardedConn{Conn: nc, r: h2guard.NewReader(nc)}
+// net/http does not enforce; each write must make progress within
+// writeTimeout, as on HTTP/1.1 (a client that stops reading the socket is
+// cut, with all its streams).
+func (h *h2server) serveConn(nc net.Conn, ln *listener, writeTimeout time.Duration) {
+	nc = &guardedConn{Conn: nc, r: h2guard.NewReader(nc), w: deadlineWriter{nc: nc, timeout: writeTimeout}}
 	hc := &h2conn{ln: ln, done: make(chan struct{})}
 	h.conns.Store(nc, hc)
 	select {
@@ -97,13 +99,16 @@ func (h *h2server) serveConn(nc net.Conn, ln *listener) {
 // shutdown sends GOAWAY on every connection and waits for streams in flight.
 func (h *h2server) shutdown(ctx context.Context) error { return h.srv.Shutdown(ctx) }
 
-// guardedConn reads through an h2guard.Reader.
+// guardedConn reads through an h2guard.Reader and writes under a write
+// timeout. net/http writes a connection from one goroutine at a time.
 type guardedConn struct {
 	net.Conn
 	r *h2guard.Reader
+	w deadlineWriter
 }
 
-func (g *guardedConn) Read(p []byte) (int, error) { return g.r.Read(p) }
+func (g *guardedConn) Read(p []byte) (int, error)  { return g.r.Read(p) }
+func (g *guardedConn) Write(p []byte) (int, error) { return g.w.Write(p) }
 
 // chanListener is a net.Listener fed by the proxy's own accept loops.
 type chanListener struct {

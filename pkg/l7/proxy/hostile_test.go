@@ -243,9 +243,10 @@ func h2flood(t *testing.T, addr string, flood func(fr *http2.Framer, block []byt
 	conn.Close()
 }
 
-// A client that stops reading a response is cut after server.writeTimeout
-// instead of holding a connection, a goroutine and an upstream forever.
-func TestWriteTimeoutCutsNonReadingClient(t *testing.T) {
+// dialBigResponseProxy starts a proxy (server.writeTimeout 1s) in front of
+// a backend answering 64 MiB, and dials it with a small receive buffer.
+func dialBigResponseProxy(t *testing.T) (*env, net.Conn) {
+	t.Helper()
 	big := newHandlerBackend(t, func(w http.ResponseWriter, r *http.Request) {
 		chunk := bytes.Repeat([]byte("x"), 64<<10)
 		for range 1000 { // 64 MiB
@@ -264,8 +265,15 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	conn.(*net.TCPConn).SetReadBuffer(4096)
+	return e, conn
+}
+
+// A client that stops reading a response is cut after server.writeTimeout
+// instead of holding a connection, a goroutine and an upstream forever.
+func TestWriteTimeoutCutsNonReadingClient(t *testing.T) {
+	e, conn := dialBigResponseProxy(t)
 	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: a\r\n\r\n")
 	buf := make([]byte, 1024)
 	if _, err := conn.Read(buf); err != nil {
@@ -275,4 +283,64 @@ clusters: [{name: c, endpoints: [{address: %s}]}]
 	waitUntil(t, 10*time.Second, func() bool {
 		return metricValue(t, e, "edge_agent_downstream_connections", "http") == 0
 	}, "the stalled client's connection was never closed")
+}
+
+// The same over HTTP/2: a client that opens its flow-control windows wide
+// and then stops reading the socket is cut after server.writeTimeout
+// (flow control alone would let the server write until its buffers fill).
+func TestWriteTimeoutCutsNonReadingH2Client(t *testing.T) {
+	e, conn := dialBigResponseProxy(t)
+	io.WriteString(conn, http2.ClientPreface)
+	fr := http2.NewFramer(conn, conn)
+	const maxWindow = 1<<31 - 1
+	fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: maxWindow})
+	fr.WriteWindowUpdate(0, maxWindow-65535)
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range [][2]string{{":method", "GET"}, {":scheme", "http"}, {":authority", "app.test"}, {":path", "/"}} {
+		enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+	}
+	if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true}); err != nil {
+		t.Fatal(err)
+	}
+	// Read until the response body starts, then stop reading.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no response: %v", err)
+		}
+		if _, ok := f.(*http2.DataFrame); ok {
+			break
+		}
+	}
+	waitUntil(t, 10*time.Second, func() bool {
+		return metricValue(t, e, "edge_agent_downstream_connections", "http") == 0
+	}, "the stalled HTTP/2 client's connection was never closed")
+}
+
+// The HTTP/2 write timeout bounds stalled writes only: a stream that is
+// quiet for longer than server.writeTimeout and then writes again is fine.
+func TestH2WriteTimeoutSparesQuietStreams(t *testing.T) {
+	slow := newHandlerBackend(t, func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "first;")
+		w.(http.Flusher).Flush()
+		time.Sleep(2500 * time.Millisecond)
+		io.WriteString(w, "second")
+	})
+	e := startProxy(t, fmt.Sprintf(`
+server: {writeTimeout: 1s}
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, timeout: 30s, backends: [{cluster: c}]}]
+clusters: [{name: c, endpoints: [{address: %s}]}]
+`, slow))
+	resp, err := h2cClient().Get(e.url("/"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.ProtoMajor != 2 || string(body) != "first;second" {
+		t.Fatalf("HTTP/%d %q %v, want first;second over HTTP/2", resp.ProtoMajor, body, err)
+	}
 }

@@ -258,7 +258,7 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 		nc = tc
 		if tc.ConnectionState().NegotiatedProtocol == "h2" {
 			t.fresh.Store(false)
-			s.h2.serveConn(nc, ln)
+			s.h2.serveConn(nc, ln, st.server.writeTimeout)
 			return
 		}
 	}
@@ -285,7 +285,7 @@ func (s *Server) serveConn(ln *listener, t *tracked) {
 				// net/http's frame reader may still be in br when it reports
 				// the connection closed: br cannot go back to the pool.
 				pooled = false
-				s.h2.serveConn(&bufferedConn{Conn: nc, r: br}, ln)
+				s.h2.serveConn(&bufferedConn{Conn: nc, r: br}, ln, st.server.writeTimeout)
 				return
 			}
 		}
