@@ -25,3 +25,14 @@ fi
 if ! command -v h2spec >/dev/null && [ ! -x "$(go env GOPATH)/bin/h2spec" ]; then
   GOFLAGS=-mod=mod go install github.com/summerwind/h2spec/cmd/h2spec@v2.2.1+incompatible
 fi
+# Google's grpc-web client runtime on Node.js (pkg/l7/proxy's
+# TestGRPCWebWithGoogleClient), pinned by hack/grpcweb-node/package-lock.json.
+GRPCWEB_NODE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/grpcweb-node"
+if [ ! -d "$GRPCWEB_NODE/node_modules/grpc-web" ] || [ ! -d "$GRPCWEB_NODE/node_modules/xhr2" ]; then
+  if ! command -v npm >/dev/null; then
+    if [ "$(id -u)" != 0 ]; then echo "install as root: apt-get install -y nodejs npm" >&2; exit 1; fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
+  (cd "$GRPCWEB_NODE" && npm ci --no-audit --no-fund --silent)
+fi
