@@ -72,7 +72,7 @@ bench-grpc: build
 bench-policy: build
 	hack/bench/policy.sh
 
-## deps: Debian packages the tests and benchmarks use
+## deps: what the tests and benchmarks use (Debian packages, h2spec, the Node.js grpc-web client)
 deps:
 	hack/install-deps.sh
 
