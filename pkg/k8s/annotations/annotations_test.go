@@ -72,13 +72,44 @@ func TestParseFullService(t *testing.T) {
 	}
 }
 
+// parseErrorCase is annotations that Parse must refuse, with an error on
+// key whose reason contains reason.
+type parseErrorCase struct {
+	name   string
+	annots map[string]string
+	key    string
+	reason string
+}
+
+// expectParseErrors runs the cases; with defaultHost, a case that sets no
+// mode gets edge-agent.io/hosts, so it fails only for its own reason.
+func expectParseErrors(t *testing.T, cases []parseErrorCase, defaultHost bool) {
+	t.Helper()
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if defaultHost && tc.annots["edge-agent.io/mode"] == "" {
+				tc.annots["edge-agent.io/hosts"] = "a.example.com"
+			}
+			svc, err := Parse(tc.annots)
+			if err == nil {
+				t.Fatalf("Parse accepted %v: %+v", tc.annots, svc)
+			}
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %T is not Errors: %v", err, err)
+			}
+			for _, e := range es {
+				if e.Key == tc.key && strings.Contains(e.Reason, tc.reason) {
+					return
+				}
+			}
+			t.Fatalf("no error on %s containing %q; got %v", tc.key, tc.reason, err)
+		})
+	}
+}
+
 func TestParseErrorsNameTheKey(t *testing.T) {
-	cases := []struct {
-		name   string
-		annots map[string]string
-		key    string
-		reason string
-	}{
+	cases := []parseErrorCase{
 		{"unknown key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/timout": "1s"}, "edge-agent.io/timout", "unknown annotation"},
 		{"planned key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/auth-jwt-jwks-secret": "x"}, "edge-agent.io/auth-jwt-jwks-secret", "not supported by this version"},
 		{"renamed security key", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/auth-jwt-issuer": "x"}, "edge-agent.io/auth-jwt-issuer", "did you mean edge-agent.io/jwt-issuer?"},
@@ -117,24 +148,7 @@ func TestParseErrorsNameTheKey(t *testing.T) {
 		{"tls secret name", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/tls-secret": "../etc"}, "edge-agent.io/tls-secret", "not a valid Secret name"},
 		{"huge value", map[string]string{"edge-agent.io/hosts": "a.example.com", "edge-agent.io/request-headers-set": "X-A: " + strings.Repeat("a", MaxValueLen)}, "edge-agent.io/request-headers-set", "longer than"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			svc, err := Parse(tc.annots)
-			if err == nil {
-				t.Fatalf("Parse accepted %v: %+v", tc.annots, svc)
-			}
-			var es Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error %T is not Errors: %v", err, err)
-			}
-			for _, e := range es {
-				if e.Key == tc.key && strings.Contains(e.Reason, tc.reason) {
-					return
-				}
-			}
-			t.Fatalf("no error on %s containing %q; got %v", tc.key, tc.reason, err)
-		})
-	}
+	expectParseErrors(t, cases, false)
 }
 
 func TestParseTrafficPolicy(t *testing.T) {
@@ -264,13 +278,7 @@ func TestParseTrafficPolicy(t *testing.T) {
 }
 
 func TestParsePolicyErrorsNameTheKey(t *testing.T) {
-	const host = "edge-agent.io/hosts"
-	cases := []struct {
-		name   string
-		annots map[string]string
-		key    string
-		reason string
-	}{
+	cases := []parseErrorCase{
 		// Values.
 		{"duration", map[string]string{"edge-agent.io/idle-timeout": "abc"}, "edge-agent.io/idle-timeout", `invalid duration "abc"`},
 		{"idle timeout range", map[string]string{"edge-agent.io/idle-timeout": "500ms"}, "edge-agent.io/idle-timeout", `"500ms" must be between 1s and 168h`},
@@ -339,27 +347,7 @@ func TestParsePolicyErrorsNameTheKey(t *testing.T) {
 		{"policy in mode l4", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/max-connections": "5"}, "edge-agent.io/max-connections", "does not apply to mode l4"},
 		{"route policy in mode l4", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/retry-attempts": "2"}, "edge-agent.io/retry-attempts", "no HTTP routes"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.annots["edge-agent.io/mode"] == "" {
-				tc.annots[host] = "a.example.com"
-			}
-			svc, err := Parse(tc.annots)
-			if err == nil {
-				t.Fatalf("Parse accepted %v: %+v", tc.annots, svc)
-			}
-			var es Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error %T is not Errors: %v", err, err)
-			}
-			for _, e := range es {
-				if e.Key == tc.key && strings.Contains(e.Reason, tc.reason) {
-					return
-				}
-			}
-			t.Fatalf("no error on %s containing %q; got %v", tc.key, tc.reason, err)
-		})
-	}
+	expectParseErrors(t, cases, true)
 }
 
 func TestParseReportsEveryProblemSorted(t *testing.T) {
@@ -521,12 +509,7 @@ func TestParseSecurityErrorsNameTheKey(t *testing.T) {
 		}
 		return m
 	}
-	cases := []struct {
-		name   string
-		annots map[string]string
-		key    string
-		reason string
-	}{
+	cases := []parseErrorCase{
 		// IP rules.
 		{"bad cidr", map[string]string{"edge-agent.io/ip-allow": "10.0.0.0/33"}, "edge-agent.io/ip-allow", `"10.0.0.0/33" is not a CIDR`},
 		{"hostname as cidr", map[string]string{"edge-agent.io/ip-deny": "10.0.0.1,evil.example.com"}, "edge-agent.io/ip-deny", `"evil.example.com" is not a CIDR`},
@@ -606,27 +589,7 @@ func TestParseSecurityErrorsNameTheKey(t *testing.T) {
 		// Mode l4 has no routes to protect.
 		{"security in mode l4", map[string]string{"edge-agent.io/mode": "l4", "edge-agent.io/ip-allow": "10.0.0.0/8"}, "edge-agent.io/ip-allow", "no HTTP routes"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.annots["edge-agent.io/mode"] == "" {
-				tc.annots["edge-agent.io/hosts"] = "a.example.com"
-			}
-			svc, err := Parse(tc.annots)
-			if err == nil {
-				t.Fatalf("Parse accepted %v: %+v", tc.annots, svc)
-			}
-			var es Errors
-			if !errors.As(err, &es) {
-				t.Fatalf("error %T is not Errors: %v", err, err)
-			}
-			for _, e := range es {
-				if e.Key == tc.key && strings.Contains(e.Reason, tc.reason) {
-					return
-				}
-			}
-			t.Fatalf("no error on %s containing %q; got %v", tc.key, tc.reason, err)
-		})
-	}
+	expectParseErrors(t, cases, true)
 }
 
 func TestParseByteSize(t *testing.T) {

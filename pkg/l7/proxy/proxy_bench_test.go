@@ -176,6 +176,18 @@ var benchBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b
 func (bufPool) Get() []byte  { return *benchBufs.Get().(*[]byte) }
 func (bufPool) Put(b []byte) { benchBufs.Put(&b) }
 
+// startBenchProxy runs the proxy (access log off) with one catch-all route
+// to a raw backend; route and cluster are extra YAML for their flow maps.
+func startBenchProxy(b *testing.B, route, cluster string) *env {
+	up := rawBackend(b)
+	return startProxy(b, fmt.Sprintf(`
+server: {accessLog: false}
+listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
+routes: [{name: r, match: {path: {prefix: /}}, backends: [{cluster: c}]%s}]
+clusters: [{name: c, endpoints: [{address: %s}]%s}]
+`, route, up, cluster))
+}
+
 // BenchmarkPolicies compares, in one run, a route without policies and one
 // with every policy that leaves what is sent unchanged (retries with a
 // budget, rate limit, circuit breakers, outlier detection, active health
@@ -189,13 +201,7 @@ func BenchmarkPolicies(b *testing.B) {
   lbPolicy: maglev, hash: {header: User-Agent}`},
 	} {
 		b.Run(tc.name+"/conns=64", func(b *testing.B) {
-			up := rawBackend(b)
-			e := startProxy(b, fmt.Sprintf(`
-server: {accessLog: false}
-listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
-routes: [{name: r, match: {path: {prefix: /}}, backends: [{cluster: c}]%s}]
-clusters: [{name: c, endpoints: [{address: %s}]%s}]
-`, tc.route, up, tc.cluster))
+			e := startBenchProxy(b, tc.route, tc.cluster)
 			b.ReportAllocs()
 			runClients(b, e.addr, 64)
 		})
@@ -222,13 +228,7 @@ func BenchmarkSecurity(b *testing.B) {
 		{"waf", `, waf: {mode: block}`},
 	} {
 		b.Run(tc.name+"/conns=64", func(b *testing.B) {
-			up := rawBackend(b)
-			e := startProxy(b, fmt.Sprintf(`
-server: {accessLog: false}
-listeners: [{name: http, address: "127.0.0.1:{{PORT}}"}]
-routes: [{name: r, match: {path: {prefix: /}}, backends: [{cluster: c}]%s}]
-clusters: [{name: c, endpoints: [{address: %s}]}]
-`, tc.route, up))
+			e := startBenchProxy(b, tc.route, "")
 			if tc.name == "jwt" { // the keys arrive in the background
 				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 					if r, err := http.DefaultClient.Do(mustAuthReq(b, e.url("/"), string(signed))); err == nil {
