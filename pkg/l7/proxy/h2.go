@@ -117,6 +117,9 @@ func (h *h2handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// pending is a response body that knows whether its next Read waits.
+type pending interface{ Pending() bool }
+
 type h2front struct {
 	w       http.ResponseWriter
 	r       *http.Request
@@ -142,7 +145,7 @@ func (f *h2front) respond(resp *message.Response) (int64, error) {
 	bp := upstream.GetBuffer()
 	defer upstream.PutBuffer(bp)
 	buf := *bp
-	src, _ := resp.Body.(buffered)
+	src, _ := resp.Body.(pending)
 	var total int64
 	for {
 		n, err := resp.Body.Read(buf)
@@ -160,7 +163,7 @@ func (f *h2front) respond(resp *message.Response) (int64, error) {
 			}
 			break
 		}
-		if src == nil || src.Buffered() == 0 {
+		if src == nil || !src.Pending() {
 			if err := rc.Flush(); err != nil {
 				f.aborted = true
 				return total, err

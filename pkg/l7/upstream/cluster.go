@@ -9,13 +9,13 @@ import (
 	"crypto/tls"
 	"log/slog"
 	"net"
-	"net/http"
 	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/edge-agent/edge-agent/pkg/config"
+	"github.com/edge-agent/edge-agent/pkg/l7/h2client"
 	"github.com/edge-agent/edge-agent/pkg/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,7 +28,7 @@ type Cluster struct {
 	*settings
 	eps    []*Endpoint
 	picker picker
-	h2     *http.Transport
+	h2     *h2client.Pool
 	log    *slog.Logger
 
 	// Traffic policy: breakers count in state (kept across rebuilds).
@@ -140,13 +140,16 @@ func (m *Manager) Update(cfgs []config.Cluster) map[string]*Cluster {
 			if !keepEps[e] {
 				e.closeIdle()
 				e.stopChecker()
+				if n := next[name]; n != nil && n.h2 == old.h2 && old.h2 != nil && !n.hasAddress(e.Address) {
+					old.h2.DrainAddr(e.Address) // the pool lives on; this endpoint's connections do not
+				}
 				if e.ejectedUntil.Swap(0) != 0 {
 					old.pstats.ejected.Dec() // it leaves ejected: the gauge must not keep it
 				}
 			}
 		}
 		if n := next[name]; (n == nil || n.h2 != old.h2) && old.h2 != nil {
-			old.h2.CloseIdleConnections()
+			old.h2.Close() // streams in flight finish; nothing new starts
 		}
 	}
 	m.current = next
@@ -215,7 +218,7 @@ func (m *Manager) build(cfg config.Cluster, old *Cluster) *Cluster {
 		c.ring = newRing(c.eps)
 	}
 	if cfg.Protocol == config.UpstreamH2C && c.h2 == nil {
-		c.h2 = newH2CTransport(s)
+		c.h2 = newH2CPool(s)
 	}
 	return c
 }
@@ -228,31 +231,31 @@ func sameSettings(a, b *settings) bool {
 	return x == y
 }
 
-// newH2CTransport is net/http's HTTP/2 client restricted to cleartext
-// prior knowledge: one multiplexed connection per endpoint.
-func newH2CTransport(s *settings) *http.Transport {
-	var protos http.Protocols
-	protos.SetUnencryptedHTTP2(true)
-	return &http.Transport{
-		Protocols:          &protos,
-		DisableCompression: true, // pass Accept-Encoding and bodies through untouched
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			d := net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
-			d.SetMultipathTCP(false)
-			nc, err := d.DialContext(ctx, network, addr)
-			if err != nil {
-				s.stats.connectErrors.Inc()
-				return nil, &Error{Kind: ConnectFailure, Err: err}
-			}
-			s.stats.connectOK.Inc()
-			return nc, nil
-		},
-		IdleConnTimeout: s.idleTimeout,
-		HTTP2: &http.HTTP2Config{
-			SendPingTimeout: 30 * time.Second,
-			PingTimeout:     10 * time.Second,
-		},
+func (c *Cluster) hasAddress(addr string) bool {
+	for _, e := range c.eps {
+		if e.Address == addr {
+			return true
+		}
 	}
+	return false
+}
+
+// newH2CPool is the cluster's cleartext prior-knowledge HTTP/2 client:
+// streams share as few connections per endpoint as the server's
+// concurrent-stream limit allows.
+func newH2CPool(s *settings) *h2client.Pool {
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		d := net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
+		d.SetMultipathTCP(false)
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			s.stats.connectErrors.Inc()
+			return nil, &Error{Kind: ConnectFailure, Err: err}
+		}
+		s.stats.connectOK.Inc()
+		return nc, nil
+	}
+	return h2client.NewPool(dial, h2client.Options{IdleTimeout: s.idleTimeout})
 }
 
 func (m *Manager) sweepLoop() {
@@ -266,12 +269,19 @@ func (m *Manager) sweepLoop() {
 		case now := <-t.C:
 			m.mu.Lock()
 			var eps []*Endpoint
+			var pools []*h2client.Pool
 			for _, c := range m.current {
 				eps = append(eps, c.eps...)
+				if c.h2 != nil {
+					pools = append(pools, c.h2)
+				}
 			}
 			m.mu.Unlock()
 			for _, e := range eps {
 				e.sweep(now)
+			}
+			for _, p := range pools {
+				p.Sweep(now)
 			}
 		}
 	}
@@ -289,7 +299,7 @@ func (m *Manager) Close() {
 			e.stopChecker()
 		}
 		if c.h2 != nil {
-			c.h2.CloseIdleConnections()
+			c.h2.Close()
 		}
 	}
 }

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/edge-agent/edge-agent/pkg/l7/h2client"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/wire"
 )
@@ -64,7 +64,8 @@ type Exchange struct {
 	untilEOF bool
 	bodyErr  chan error
 	stopCtx  func() bool
-	h2resp   *http.Response
+	h2req    h2client.Request
+	h2s      *h2client.Stream
 	h2cancel context.CancelFunc
 	// active is the connection in use, for Abort from another goroutine.
 	active atomic.Pointer[Conn]
@@ -269,7 +270,7 @@ func (x *Exchange) nextReadDeadline() time.Time {
 // Read streams the response body.
 func (x *Exchange) Read(p []byte) (int, error) {
 	if x.idleReads {
-		if x.h2resp != nil {
+		if x.h2s != nil {
 			x.h2timer.Reset(time.Until(x.nextReadDeadline()))
 		} else if c := x.conn; c != nil && c.br.Buffered() == 0 {
 			_ = c.nc.SetReadDeadline(x.nextReadDeadline())
@@ -278,7 +279,7 @@ func (x *Exchange) Read(p []byte) (int, error) {
 	n, err := x.body.Read(p)
 	if err == io.EOF {
 		x.bodyEOF = true
-	} else if err != nil && x.h2resp == nil {
+	} else if err != nil && x.h2s == nil {
 		err = classify(err)
 	}
 	return n, err
@@ -288,13 +289,24 @@ func (x *Exchange) Read(p []byte) (int, error) {
 // front-end flushes only when the upstream has nothing more ready.
 func (x *Exchange) Buffered() int {
 	switch {
-	case x.h2resp != nil:
-		return 0
+	case x.h2s != nil:
+		return x.h2s.Buffered()
 	case x.body == &x.lr:
 		return x.lr.Buffered()
 	default:
 		return x.conn.br.Buffered()
 	}
+}
+
+// Pending reports whether the next Read returns without blocking: body
+// bytes are buffered, or (HTTP/2) the body's end has already arrived. An
+// HTTP/2 front-end then holds its flush, so a response's HEADERS, DATA and
+// trailers leave in one write.
+func (x *Exchange) Pending() bool {
+	if x.h2s != nil {
+		return x.h2s.Pending()
+	}
+	return x.Buffered() > 0
 }
 
 // Hijack hands over the upstream connection after a 101 response; the
@@ -317,14 +329,15 @@ func (x *Exchange) Finish(delivered bool) bool {
 		ctxFired = !x.stopCtx()
 		x.stopCtx = nil
 	}
-	if x.h2resp != nil {
+	if x.h2s != nil {
 		if x.h2timer != nil {
 			x.h2timer.Stop()
 			x.h2timer = nil
 		}
-		_ = x.h2resp.Body.Close()
+		x.h2s.Close()
 		x.h2cancel()
-		x.h2resp, x.h2cancel = nil, nil
+		x.h2s, x.h2cancel = nil, nil
+		x.h2req = h2client.Request{}
 	}
 	x.idleReads = false
 	bodyDone := true

@@ -3,56 +3,48 @@ package upstream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"sync"
 	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/h2client"
 
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/wire"
 )
 
-// roundTripH2C sends req over cleartext HTTP/2 with x/net/http2's pooled
-// transport; the timeout covers the exchange until response headers.
+// roundTripH2C sends req over cleartext HTTP/2 on the cluster's pool; the
+// timeout covers the exchange until response headers.
 func (x *Exchange) roundTripH2C(req *OutRequest) error {
-	u, err := url.ParseRequestURI(string(req.Target))
-	if err != nil {
-		return &Error{Kind: ProtocolError, Err: err}
+	if len(req.Target) == 0 || (req.Target[0] != '/' && string(req.Target) != "*") {
+		return &Error{Kind: ProtocolError, Err: fmt.Errorf("request target %q is not origin-form", req.Target)}
 	}
-	u.Scheme, u.Host = "http", x.ep.Address
 	parent := req.Ctx
 	if parent == nil {
 		parent = context.Background()
 	}
 	ctx, cancel := context.WithCancelCause(parent)
 	timer := time.AfterFunc(req.Timeout, func() { cancel(errHeadTimeout) })
-	hreq := &http.Request{
-		Method:        string(req.Method),
-		URL:           u,
-		Host:          string(req.Host),
-		Header:        make(http.Header, len(req.Headers)+1),
-		ContentLength: req.ContentLength,
-		Proto:         "HTTP/2.0", ProtoMajor: 2,
+	hreq := &x.h2req
+	*hreq = h2client.Request{
+		Method: req.Method, Scheme: schemeHTTP, Authority: req.Host, Path: req.Target,
+		Header: req.Headers, ContentLength: req.ContentLength, TETrailers: req.TETrailers,
 	}
-	for _, h := range req.Headers {
-		hreq.Header.Add(string(h.Name), string(h.Value))
-	}
-	if req.TETrailers {
-		hreq.Header.Set("Te", "trailers")
+	if len(hreq.Authority) == 0 {
+		hreq.Authority = []byte(x.ep.Address)
 	}
 	x.bodyErr = nil
 	if req.ContentLength != 0 && req.Body != nil {
-		// The transport reads the body from its own goroutine, possibly
-		// after RoundTrip returns; it always closes it when done. Finish
-		// and WaitBody wait for that close, as for the HTTP/1.1 writer, so
-		// the client connection's reader is never read by two goroutines.
+		// The client streams the body from its own goroutine, possibly
+		// after RoundTrip returns, and closes it when done. Finish and
+		// WaitBody wait for that close, as for the HTTP/1.1 writer, so the
+		// client connection's reader is never read by two goroutines.
 		done := make(chan error, 1)
 		x.bodyErr = done
 		hreq.Body = &closeNotifier{r: req.Body, done: done}
 	}
-	hreq = hreq.WithContext(ctx)
-	resp, err := x.cluster.h2.RoundTrip(hreq)
+	s, err := x.cluster.h2.RoundTrip(ctx, x.ep.Address, hreq)
 	timer.Stop()
 	if err != nil {
 		cancel(nil)
@@ -68,7 +60,7 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 		}
 		return &Error{Kind: Reset, Err: err}
 	}
-	x.h2resp, x.h2cancel = resp, func() { cancel(nil) }
+	x.h2s, x.h2cancel = s, func() { cancel(nil) }
 	x.noBody, x.bodyEOF, x.untilEOF = false, false, false
 	// The body runs until the route's deadline, and stalls no longer than
 	// its idle timeout (each Read moves the timer).
@@ -81,39 +73,30 @@ func (x *Exchange) roundTripH2C(req *OutRequest) error {
 		x.h2timer = time.AfterFunc(time.Until(x.deadline), func() { cancel(errBodyTimeout) })
 	}
 	r := &x.Response
-	r.Status, r.ContentLength, r.Body = resp.StatusCode, resp.ContentLength, x
+	r.Status, r.ContentLength, r.Body = s.Status, s.ContentLength, x
 	r.Headers = r.Headers[:0]
-	for k, vs := range resp.Header {
-		name := []byte(k)
+	for _, h := range s.Header {
 		// Framing is the front-end's to write from ContentLength: copying
 		// the upstream's would duplicate or contradict it.
-		if wire.IsHopByHop(name) || k == "Content-Length" {
+		if wire.IsHopByHop(h.Name) || message.EqualFold(h.Name, "content-length") {
 			continue
 		}
-		for _, v := range vs {
-			r.Headers = append(r.Headers, message.Header{Name: name, Value: []byte(v)})
-		}
+		r.Headers = append(r.Headers, h)
 	}
-	r.Trailers = func() message.Headers {
-		var tr message.Headers
-		for k, vs := range resp.Trailer {
-			for _, v := range vs {
-				tr = append(tr, message.Header{Name: []byte(k), Value: []byte(v)})
-			}
-		}
-		return tr
-	}
-	x.body = resp.Body
+	r.Trailers = s.Trailers
+	x.body = s
 	return nil
 }
+
+var schemeHTTP = []byte("http")
 
 var (
 	errHeadTimeout = errors.New("timed out waiting for response headers")
 	errBodyTimeout = errors.New("response body timed out (route timeout or idle timeout)")
 )
 
-// closeNotifier reports on done once the transport has closed the body
-// and no Read is in progress. The transport may call Close from another
+// closeNotifier reports on done once the HTTP/2 client has closed the body
+// and no Read is in progress. The client may call Close from another
 // goroutine while its writer is still blocked in Read; only when that Read
 // returns is the client connection's reader free.
 type closeNotifier struct {
