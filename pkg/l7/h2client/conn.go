@@ -15,7 +15,7 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"github.com/edge-agent/edge-agent/pkg/l7/message"
+	"github.com/edge-agent/edge-agent/pkg/l7/h2wire"
 )
 
 // Receive windows: large enough that a multi-megabyte gRPC message streams
@@ -59,9 +59,9 @@ type Conn struct {
 	sendWindow  int64 // connection-level, granted by the server
 	initWindow  int64 // the server's SETTINGS_INITIAL_WINDOW_SIZE
 	maxFrame    uint32
-	recvAvail   int64 // how much more the server may send on the connection
-	recvUnacked int64 // consumed but not yet granted back
-	draining    bool  // GOAWAY, out of stream IDs or pool closing: no new streams
+	recvAvail   int64         // how much more the server may send on the connection
+	credit      h2wire.Credit // consumed, not yet granted back
+	draining    bool          // GOAWAY, out of stream IDs or pool closing: no new streams
 	err         error
 	idleSince   time.Time
 	gotSettings bool
@@ -96,6 +96,7 @@ func newConn(p *Pool, addr string, nc net.Conn) (*Conn, error) {
 	c.fr = http2.NewFramer(c.bw, bufio.NewReaderSize(nc, 32<<10))
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	c.fr.MaxHeaderListSize = maxHeaderListSize
+	c.fr.SetMaxReadFrameSize(16 << 10) // RFC 9113 default; we advertise no other
 	c.fr.SetReuseFrames()
 	c.henc = hpack.NewEncoder(&c.hbuf)
 
@@ -293,10 +294,13 @@ func (c *Conn) writeHeaders(id uint32, req *Request, endStream bool, maxFrame ui
 	c.field(":authority", req.Authority)
 	c.field(":path", req.Path)
 	for _, h := range req.Header {
-		c.name = appendLower(c.name[:0], h.Name)
-		switch string(c.name) {
-		case "connection", "proxy-connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length":
+		c.name = h2wire.AppendLower(c.name[:0], h.Name)
+		if h2wire.ConnectionSpecific(string(c.name)) {
 			continue
+		}
+		switch string(c.name) {
+		case "host", "content-length":
+			continue // :authority and the body's framing say these
 		case "te":
 			if req.TETrailers || !bytes.EqualFold(h.Value, []byte("trailers")) {
 				continue // TETrailers adds it once
@@ -310,42 +314,11 @@ func (c *Conn) writeHeaders(id uint32, req *Request, endStream bool, maxFrame ui
 	if req.ContentLength > 0 {
 		_ = c.henc.WriteField(hpack.HeaderField{Name: "content-length", Value: strconv.FormatInt(req.ContentLength, 10)})
 	}
-	block := c.hbuf.Bytes()
-	first := true
-	for len(block) > 0 || first {
-		frag := block
-		if len(frag) > int(maxFrame) {
-			frag = frag[:maxFrame]
-		}
-		block = block[len(frag):]
-		var err error
-		if first {
-			err = c.fr.WriteHeaders(http2.HeadersFrameParam{
-				StreamID: id, BlockFragment: frag, EndStream: endStream, EndHeaders: len(block) == 0,
-			})
-			first = false
-		} else {
-			err = c.fr.WriteContinuation(id, len(block) == 0, frag)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return h2wire.WriteHeaderBlock(c.fr, id, c.hbuf.Bytes(), endStream, maxFrame)
 }
 
 func (c *Conn) field(name string, value []byte) {
 	_ = c.henc.WriteField(hpack.HeaderField{Name: name, Value: string(value)})
-}
-
-func appendLower(dst, s []byte) []byte {
-	for _, b := range s {
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		dst = append(dst, b)
-	}
-	return dst
 }
 
 // forgetLocked removes a stream that is closed both ways (or reset); it
@@ -363,11 +336,7 @@ func (c *Conn) forgetLocked(s *Stream) bool {
 // grantLocked returns consumed bytes to the connection window and says
 // how much to announce in a WINDOW_UPDATE (0: not yet worth a frame).
 func (c *Conn) grantLocked(n int64) int64 {
-	c.recvUnacked += n
-	if c.recvUnacked < connWindow/4 {
-		return 0
-	}
-	n, c.recvUnacked = c.recvUnacked, 0
+	n = c.credit.Consume(n, connWindow/4)
 	c.recvAvail += n
 	return n
 }
@@ -456,7 +425,7 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			c.resetStream(f.StreamID, http2.ErrCodeProtocol, errors.New("h2client: second HEADERS without END_STREAM"))
 			return nil
 		}
-		s.trailers = toHeaders(f.RegularFields())
+		s.trailers = h2wire.ToHeaders(f.RegularFields())
 		s.respEnded = true
 		s.notifyLocked()
 	} else {
@@ -474,7 +443,7 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 			return nil // 1xx: the final response follows
 		}
 		s.gotHead, s.Status = true, status
-		s.Header = toHeaders(f.RegularFields())
+		s.Header = h2wire.ToHeaders(f.RegularFields())
 		s.ContentLength = -1
 		if v, ok := s.Header.Get("content-length"); ok {
 			if n, err := strconv.ParseInt(string(v), 10, 64); err == nil && n >= 0 {
@@ -499,17 +468,6 @@ func (c *Conn) nextIDSnapshot() uint32 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nextID
-}
-
-func toHeaders(fields []hpack.HeaderField) message.Headers {
-	hs := make(message.Headers, len(fields))
-	for i, f := range fields {
-		b := make([]byte, len(f.Name)+len(f.Value))
-		copy(b, f.Name)
-		copy(b[len(f.Name):], f.Value)
-		hs[i] = message.Header{Name: b[:len(f.Name):len(f.Name)], Value: b[len(f.Name):]}
-	}
-	return hs
 }
 
 func (c *Conn) onData(f *http2.DataFrame) error {
@@ -543,7 +501,7 @@ func (c *Conn) onData(f *http2.DataFrame) error {
 		return nil
 	}
 	s.recvWindow += size - int64(len(data))
-	s.buf = append(s.buf, data...)
+	s.rbuf.Append(data)
 	var closing bool
 	if f.StreamEnded() {
 		s.respEnded = true

@@ -8,6 +8,7 @@ import (
 
 	"golang.org/x/net/http2"
 
+	"github.com/edge-agent/edge-agent/pkg/l7/h2wire"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 )
 
@@ -41,21 +42,20 @@ type Stream struct {
 	ready chan struct{} // a body reader's wake-up: data, the end, or an error
 
 	// Guarded by c.mu.
-	gotHead     bool
-	headErr     error
-	buf         []byte
-	off         int
-	trailers    message.Headers
-	respEnded   bool // END_STREAM received
-	reqDone     bool // END_STREAM sent
-	forgotten   bool // no longer in c.streams
-	closed      bool // Close called
-	err         error
-	sendWindow  int64
-	recvWindow  int64
-	recvUnacked int64
-	body        io.Reader
-	bodyOnce    sync.Once
+	gotHead    bool
+	headErr    error
+	rbuf       h2wire.RecvBuffer
+	trailers   message.Headers
+	respEnded  bool // END_STREAM received
+	reqDone    bool // END_STREAM sent
+	forgotten  bool // no longer in c.streams
+	closed     bool // Close called
+	err        error
+	sendWindow int64
+	recvWindow int64
+	credit     h2wire.Credit
+	body       io.Reader
+	bodyOnce   sync.Once
 }
 
 func (s *Stream) notifyLocked() {
@@ -84,34 +84,17 @@ func (s *Stream) Read(p []byte) (int, error) {
 	c := s.c
 	c.mu.Lock()
 	for {
-		if unread := len(s.buf) - s.off; unread > 0 {
-			n := copy(p, s.buf[s.off:])
-			s.off += n
-			if s.off == len(s.buf) {
-				s.buf, s.off = s.buf[:0], 0
-			}
+		if s.rbuf.Len() > 0 {
+			n := s.rbuf.Read(p)
 			connGrant := c.grantLocked(int64(n))
 			var streamGrant int64
 			if !s.respEnded && !s.forgotten {
-				s.recvUnacked += int64(n)
-				if s.recvUnacked >= streamWindow/4 {
-					streamGrant, s.recvUnacked = s.recvUnacked, 0
-					s.recvWindow += streamGrant
-				}
+				streamGrant = s.credit.Consume(int64(n), streamWindow/4)
+				s.recvWindow += streamGrant
 			}
 			c.mu.Unlock()
 			if connGrant > 0 || streamGrant > 0 {
-				c.write(func() error {
-					if connGrant > 0 {
-						if err := c.fr.WriteWindowUpdate(0, uint32(connGrant)); err != nil {
-							return err
-						}
-					}
-					if streamGrant > 0 {
-						return c.fr.WriteWindowUpdate(s.id, uint32(streamGrant))
-					}
-					return nil
-				})
+				c.write(func() error { return h2wire.WriteGrants(c.fr, connGrant, s.id, streamGrant) })
 			}
 			return n, nil
 		}
@@ -138,7 +121,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 func (s *Stream) Buffered() int {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	return len(s.buf) - s.off
+	return s.rbuf.Len()
 }
 
 // Pending reports whether the next Read returns without waiting: bytes are
@@ -146,7 +129,7 @@ func (s *Stream) Buffered() int {
 func (s *Stream) Pending() bool {
 	s.c.mu.Lock()
 	defer s.c.mu.Unlock()
-	return len(s.buf) > s.off || s.respEnded || s.err != nil
+	return s.rbuf.Len() > 0 || s.respEnded || s.err != nil
 }
 
 // Trailers returns the trailer fields; complete once Read returned io.EOF.
@@ -172,8 +155,7 @@ func (s *Stream) reset(code http2.ErrCode, err error) {
 	if open {
 		closing = c.forgetLocked(s)
 	}
-	grant := c.grantLocked(int64(len(s.buf) - s.off))
-	s.buf, s.off = nil, 0
+	grant := c.grantLocked(int64(s.rbuf.Discard()))
 	c.mu.Unlock()
 	if open || grant > 0 {
 		c.write(func() error {
@@ -182,10 +164,7 @@ func (s *Stream) reset(code http2.ErrCode, err error) {
 					return err
 				}
 			}
-			if grant > 0 {
-				return c.fr.WriteWindowUpdate(0, uint32(grant))
-			}
-			return nil
+			return h2wire.WriteGrants(c.fr, grant, 0, 0)
 		})
 	}
 	s.closeBody()

@@ -769,6 +769,9 @@ type eofBody struct{}
 
 func (eofBody) Read([]byte) (int, error) { return 0, errEOF }
 
+// Pending: the end is always at hand.
+func (eofBody) Pending() bool { return true }
+
 // logRequest writes one JSON access-log line.
 func logRequest(log *slog.Logger, ls *listenerState, req *message.Request, remote string, info reqInfo, rid []byte, start time.Time, elapsed time.Duration) {
 	attrs := []slog.Attr{

@@ -25,7 +25,7 @@ type Server struct {
 	state     atomic.Pointer[State]
 	draining  atomic.Bool
 
-	h2 *h2server
+	h2 *h2conns
 
 	mu        sync.Mutex
 	applyMu   sync.Mutex
@@ -46,7 +46,7 @@ func New(log, accessLog *slog.Logger, m *metrics.Metrics) *Server {
 		listeners: map[string]*listener{},
 		conns:     map[*tracked]struct{}{},
 	}
-	s.h2 = newH2Server(log, &h2handler{srv: s})
+	s.h2 = newH2Conns(&h2handler{srv: s})
 	return s
 }
 
