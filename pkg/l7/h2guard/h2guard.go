@@ -1,30 +1,16 @@
-// Package h2guard screens the frames an HTTP/2 client sends before Go's
-// HTTP/2 server reads them, for the two places where that server departs
-// from RFC 9113 on purpose:
-//
-//   - a SETTINGS frame naming one setting twice: RFC 9113 §6.5.3 says to
-//     apply the values in order; Go hangs up. The frame is rewritten to
-//     its net effect (each setting once, its last value).
-//   - a request with connection-specific header fields (Connection,
-//     Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade) or a TE
-//     other than "trailers": RFC 9113 §8.2.2 makes it malformed, a stream
-//     error; Go answers 400 and passes the request on. Here the connection
-//     ends instead, which §5.4 allows for any stream error.
-//
-// Header blocks are decoded with a second HPACK decoder that follows the
-// client's dynamic table, so nothing the server decodes is changed. On
-// anything it cannot follow (a compression error, an oversized frame) it
+// Package h2guard screens the frames an HTTP/2 client sends before the
+// server reads them, for abuse that is legal frame by frame: streams
+// opened only to be reset (rapid reset), floods of PING or SETTINGS frames,
+// and header blocks that never end (CONTINUATION flood). Such a connection
+// ends with an error. The RFC 9113 rules themselves are the server's
+// (pkg/l7/h2server). On framing it cannot follow (an oversized frame) it
 // stops screening and passes bytes through: the server reports those.
 package h2guard
 
 import (
-	"encoding/binary"
 	"errors"
 	"io"
-	"strings"
 	"time"
-
-	"golang.org/x/net/http2/hpack"
 )
 
 const (
@@ -83,9 +69,6 @@ var ErrRapidReset = errors.New("h2guard: client reset more than half of its stre
 // and CONTINUATION frames) grows past 1 MiB (a CONTINUATION flood).
 var ErrHeaderBlockTooLarge = errors.New("h2guard: header block larger than 1 MiB")
 
-// ErrMalformed ends a connection whose client sent a malformed request.
-var ErrMalformed = errors.New("h2guard: connection-specific header field in an HTTP/2 request")
-
 // Reader screens the client's side of an HTTP/2 connection, preface
 // included.
 type Reader struct {
@@ -93,9 +76,7 @@ type Reader struct {
 	in, out []byte
 	preface int  // preface bytes still to pass
 	off     bool // stopped screening
-	block   []byte
-	dec     *hpack.Decoder
-	bad     bool
+	block   int  // bytes of the header block in progress
 	// streams and resets count the client's HEADERS and RST_STREAM frames.
 	streams, resets, settings int
 	// pingTokens and pingAt are the PING allowance (a token bucket).
@@ -106,20 +87,7 @@ type Reader struct {
 
 // NewReader screens src, which starts with the client connection preface.
 func NewReader(src io.Reader) *Reader {
-	r := &Reader{src: src, preface: prefaceLen}
-	r.dec = hpack.NewDecoder(4096, r.field)
-	return r
-}
-
-func (r *Reader) field(f hpack.HeaderField) {
-	switch strings.ToLower(f.Name) {
-	case "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade":
-		r.bad = true
-	case "te":
-		if f.Value != "trailers" {
-			r.bad = true
-		}
-	}
+	return &Reader{src: src, preface: prefaceLen}
 }
 
 func (r *Reader) Read(p []byte) (int, error) {
@@ -188,10 +156,6 @@ func (r *Reader) screen(frame []byte) error {
 				return ErrSettingsFlood
 			}
 		}
-		if flags&flagAck == 0 && len(payload)%6 == 0 {
-			r.out = append(r.out, dedupeSettings(frame)...)
-			return nil
-		}
 	case typePing:
 		if flags&flagAck == 0 && !r.allowPing(time.Now()) {
 			return ErrPingFlood
@@ -208,36 +172,13 @@ func (r *Reader) screen(frame []byte) error {
 			r.off = true // malformed framing: the server's to report
 			break
 		}
-		r.block = append(r.block[:0], frag...)
-		if flags&flagEndHeaders != 0 {
-			return r.endBlock(frame)
-		}
+		r.block = len(frag)
 	case typeContinuation:
-		if len(r.block)+len(payload) > maxHeaderBlock {
+		if r.block += len(payload); r.block > maxHeaderBlock {
 			return ErrHeaderBlockTooLarge
 		}
-		r.block = append(r.block, payload...)
-		if flags&flagEndHeaders != 0 {
-			return r.endBlock(frame)
-		}
 	}
 	r.out = append(r.out, frame...)
-	return nil
-}
-
-// endBlock decodes a complete header block (keeping the HPACK state in
-// step with the server's) and checks its fields.
-func (r *Reader) endBlock(frame []byte) error {
-	r.bad = false
-	if _, err := r.dec.Write(r.block); err != nil {
-		r.off = true
-	} else if err := r.dec.Close(); err != nil {
-		r.off = true
-	}
-	r.out = append(r.out, frame...)
-	if r.bad && !r.off {
-		return ErrMalformed
-	}
 	return nil
 }
 
@@ -260,28 +201,6 @@ func headerFragment(flags byte, p []byte) ([]byte, bool) {
 		return nil, false
 	}
 	return p[:len(p)-pad], true
-}
-
-// dedupeSettings rewrites a SETTINGS frame to name each setting once, with
-// its last value, in the order of those last values.
-func dedupeSettings(frame []byte) []byte {
-	payload := frame[frameHeaderLen:]
-	last := map[uint16]int{}
-	for i := 0; i < len(payload); i += 6 {
-		last[binary.BigEndian.Uint16(payload[i:])] = i
-	}
-	if len(last)*6 == len(payload) {
-		return frame
-	}
-	out := append([]byte(nil), frame[:frameHeaderLen]...)
-	for i := 0; i < len(payload); i += 6 {
-		if last[binary.BigEndian.Uint16(payload[i:])] == i {
-			out = append(out, payload[i:i+6]...)
-		}
-	}
-	n := len(out) - frameHeaderLen
-	out[0], out[1], out[2] = byte(n>>16), byte(n>>8), byte(n)
-	return out
 }
 
 func (r *Reader) allowPing(now time.Time) bool {
