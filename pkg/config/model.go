@@ -66,7 +66,9 @@ type Server struct {
 	// IdleTimeout closes downstream keep-alive connections idle this long.
 	IdleTimeout Duration `yaml:"idleTimeout" json:"idleTimeout"`
 	// WriteTimeout cuts a client connection (HTTP/1.1 or HTTP/2) that
-	// takes no part of a pending write for this long (it stopped reading).
+	// takes no part of a pending write for this long (it stopped reading),
+	// and resets an HTTP/2 stream whose flow-control window stays closed
+	// this long.
 	WriteTimeout Duration `yaml:"writeTimeout" json:"writeTimeout"`
 	// MaxHeaderBytes caps the request line plus headers.
 	MaxHeaderBytes int `yaml:"maxHeaderBytes" json:"maxHeaderBytes"`

@@ -31,6 +31,9 @@ type Config struct {
 	MaxConcurrentStreams uint32        // default 1000
 	MaxHeaderListSize    uint32        // default 1 MiB
 	IdleTimeout          time.Duration // no streams this long: GOAWAY and close (0: never)
+	// WriteTimeout resets a stream whose response has waited this long
+	// for the client to open its flow-control window (0: no limit).
+	WriteTimeout time.Duration
 }
 
 // Handler serves one stream; it runs in its own goroutine. When it returns

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"time"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -277,16 +278,13 @@ func (s *Stream) Write(p []byte) (int, error) {
 	written := 0
 	for len(p) > 0 {
 		c.mu.Lock()
-		for s.err == nil && (s.sendWindow <= 0 || c.sendWindow <= 0) {
-			c.mu.Unlock()
-			// Whatever is queued must reach the client for it to
-			// open its window again.
-			if err := s.Flush(); err != nil {
+		if s.err == nil && (s.sendWindow <= 0 || c.sendWindow <= 0) {
+			if err := s.awaitWindowLocked(); err != nil {
+				c.mu.Unlock()
+				if errors.Is(err, errWindowStalled) {
+					s.Reset(http2.ErrCodeFlowControl)
+				}
 				return written, err
-			}
-			c.mu.Lock()
-			if s.err == nil && (s.sendWindow <= 0 || c.sendWindow <= 0) {
-				c.cond.Wait()
 			}
 		}
 		if s.err != nil {
@@ -309,6 +307,48 @@ func (s *Stream) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return written, nil
+}
+
+var errWindowStalled = errors.New("h2server: the client kept its flow-control window closed past the write timeout")
+
+// awaitWindowLocked waits (c.mu held) until the stream and the connection
+// may send again, the stream ends, or Config.WriteTimeout passes with the
+// window still closed: a client that never grants window would otherwise
+// hold the handler, and the upstream exchange behind it, for good.
+func (s *Stream) awaitWindowLocked() error {
+	c := s.c
+	var stalled bool
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for s.err == nil && (s.sendWindow <= 0 || c.sendWindow <= 0) {
+		if stalled {
+			return errWindowStalled
+		}
+		c.mu.Unlock()
+		// Whatever is queued must reach the client for it to open its
+		// window again.
+		err := s.Flush()
+		c.mu.Lock()
+		if err != nil {
+			return err
+		}
+		if timer == nil && c.cfg.WriteTimeout > 0 {
+			timer = time.AfterFunc(c.cfg.WriteTimeout, func() {
+				c.mu.Lock()
+				stalled = true
+				c.cond.Broadcast()
+				c.mu.Unlock()
+			})
+		}
+		if s.err == nil && (s.sendWindow <= 0 || c.sendWindow <= 0) && !stalled {
+			c.cond.Wait()
+		}
+	}
+	return nil
 }
 
 // Flush sends what is queued on the connection.

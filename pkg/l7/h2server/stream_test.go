@@ -353,3 +353,63 @@ func TestLargeHeaderBlocks(t *testing.T) {
 		t.Fatalf("header of %d bytes came back as %d; server saw %s", len(big), len(resp.Header.Get("X-Big")), resp.Header.Get("X-Got"))
 	}
 }
+
+// TestStalledWindowResetsTheStream: a client that never opens its
+// flow-control window loses the stream after WriteTimeout (the handler's
+// Write fails), not the connection.
+func TestStalledWindowResetsTheStream(t *testing.T) {
+	writeErr := make(chan error, 1)
+	addr := serveLoopback(t, Config{WriteTimeout: 300 * time.Millisecond}, func(s *Stream) {
+		_ = s.WriteHead(200, nil, false)
+		_, err := s.Write([]byte("more than a zero window allows"))
+		writeErr <- err
+	})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	fr := http2.NewFramer(nc, nc)
+	_, _ = io.WriteString(nc, http2.ClientPreface)
+	_ = fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 0})
+	var hb bytes.Buffer
+	enc := hpack.NewEncoder(&hb)
+	for _, f := range []hpack.HeaderField{{Name: ":method", Value: "GET"}, {Name: ":scheme", Value: "http"}, {Name: ":authority", Value: "x"}, {Name: ":path", Value: "/"}} {
+		_ = enc.WriteField(f)
+	}
+	_ = fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("no RST_STREAM: %v", err)
+		}
+		if sf, ok := f.(*http2.SettingsFrame); ok && !sf.IsAck() {
+			_ = fr.WriteSettingsAck()
+		}
+		if rst, ok := f.(*http2.RSTStreamFrame); ok {
+			if rst.StreamID != 1 || rst.ErrCode != http2.ErrCodeFlowControl {
+				t.Fatalf("RST_STREAM %d %v", rst.StreamID, rst.ErrCode)
+			}
+			break
+		}
+	}
+	if d := time.Since(start); d < 250*time.Millisecond {
+		t.Fatalf("reset after %v, before the write timeout", d)
+	}
+	if err := <-writeErr; err == nil {
+		t.Fatal("the handler's Write succeeded on a stalled window")
+	}
+	// The connection itself lives on.
+	_ = fr.WritePing(false, [8]byte{1})
+	for {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("connection lost after the stream reset: %v", err)
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+			return
+		}
+	}
+}

@@ -41,7 +41,7 @@ func (h *h2conns) serveConn(nc net.Conn, ln *listener, writeTimeout time.Duratio
 	}
 	remote := nc.RemoteAddr().String()
 	gc := &guardedConn{Conn: nc, r: h2guard.NewReader(nc), w: deadlineWriter{nc: nc, timeout: writeTimeout}}
-	conn := h2server.NewConn(gc, h2server.Config{MaxConcurrentStreams: 1000, IdleTimeout: 60 * time.Second},
+	conn := h2server.NewConn(gc, h2server.Config{MaxConcurrentStreams: 1000, IdleTimeout: 60 * time.Second, WriteTimeout: writeTimeout},
 		func(s *h2server.Stream) { h.handler.serveStream(s, ln, tlsState, remote) })
 	h.mu.Lock()
 	if h.closing {
