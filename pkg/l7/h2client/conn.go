@@ -413,9 +413,10 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	c.mu.Lock()
 	s := c.streams[f.StreamID]
 	if s == nil {
+		neverOpened := f.StreamID >= c.nextID
 		c.mu.Unlock()
-		if f.StreamID >= c.nextIDSnapshot() {
-			return http2.ConnectionError(http2.ErrCodeProtocol) // a stream we never opened
+		if neverOpened {
+			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		return nil // one we reset or closed: its frames may still be in flight
 	}
@@ -464,12 +465,6 @@ func (c *Conn) onHeaders(f *http2.MetaHeadersFrame) error {
 	return nil
 }
 
-func (c *Conn) nextIDSnapshot() uint32 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.nextID
-}
-
 func (c *Conn) onData(f *http2.DataFrame) error {
 	size := int64(f.Header().Length) // flow control counts padding too
 	data := f.Data()
@@ -482,12 +477,12 @@ func (c *Conn) onData(f *http2.DataFrame) error {
 	s := c.streams[f.StreamID]
 	if s == nil || !s.gotHead || s.respEnded {
 		grant := c.grantLocked(size)
-		known := s != nil
+		known, neverOpened := s != nil, f.StreamID >= c.nextID
 		c.mu.Unlock()
 		c.sendWindowUpdate(0, grant)
 		if known {
 			c.resetStream(f.StreamID, http2.ErrCodeProtocol, errors.New("h2client: DATA outside a response body"))
-		} else if f.StreamID >= c.nextIDSnapshot() {
+		} else if neverOpened {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
 		return nil

@@ -58,12 +58,7 @@ type Stream struct {
 	bodyOnce   sync.Once
 }
 
-func (s *Stream) notifyLocked() {
-	select {
-	case s.ready <- struct{}{}:
-	default:
-	}
-}
+func (s *Stream) notifyLocked() { h2wire.Wake(s.ready) }
 
 // failLocked ends the stream with err for whoever waits on it.
 func (s *Stream) failLocked(err error) {

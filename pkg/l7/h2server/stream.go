@@ -51,18 +51,10 @@ type Stream struct {
 	continued bool
 }
 
-// ID is the stream identifier.
-func (s *Stream) ID() uint32 { return s.id }
-
 // Context ends when the client resets the stream or the connection ends.
 func (s *Stream) Context() context.Context { return s.ctx }
 
-func (s *Stream) notifyLocked() {
-	select {
-	case s.ready <- struct{}{}:
-	default:
-	}
-}
+func (s *Stream) notifyLocked() { h2wire.Wake(s.ready) }
 
 func (s *Stream) failLocked(err error) {
 	if s.err == nil {

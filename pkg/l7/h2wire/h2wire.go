@@ -99,6 +99,15 @@ func WriteGrants(fr *http2.Framer, connGrant int64, id uint32, streamGrant int64
 	return nil
 }
 
+// Wake signals a reader's one-slot wake-up channel without blocking: a
+// wake-up already pending covers this one too.
+func Wake(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
 // RecvBuffer holds a stream's received DATA until it is read.
 type RecvBuffer struct {
 	buf []byte

@@ -245,15 +245,11 @@ func (c *Cluster) hasAddress(addr string) bool {
 // concurrent-stream limit allows.
 func newH2CPool(s *settings) *h2client.Pool {
 	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		d := net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
-		d.SetMultipathTCP(false)
-		nc, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			s.stats.connectErrors.Inc()
-			return nil, &Error{Kind: ConnectFailure, Err: err}
+		nc, err := s.dialTCP(ctx, addr)
+		if err == nil {
+			s.stats.connectOK.Inc()
 		}
-		s.stats.connectOK.Inc()
-		return nc, nil
+		return nc, err
 	}
 	return h2client.NewPool(dial, h2client.Options{IdleTimeout: s.idleTimeout})
 }

@@ -93,6 +93,19 @@ func (e *Endpoint) dial(ctx context.Context, cl *Cluster, wait time.Duration) (*
 	}
 }
 
+// dialTCP opens a TCP connection to addr within the cluster's connect
+// timeout; a failure is counted and reported as a ConnectFailure.
+func (s *settings) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: s.connectTimeout, KeepAlive: 30 * time.Second}
+	d.SetMultipathTCP(false)
+	nc, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		s.stats.connectErrors.Inc()
+		return nil, &Error{Kind: ConnectFailure, Err: err}
+	}
+	return nc, nil
+}
+
 // dialSlot dials holding a connection slot; a failed dial gives it back.
 func (e *Endpoint) dialSlot(ctx context.Context) (*Conn, error) {
 	conn, err := e.dialConn(ctx)
@@ -104,12 +117,9 @@ func (e *Endpoint) dialSlot(ctx context.Context) (*Conn, error) {
 
 func (e *Endpoint) dialConn(ctx context.Context) (*Conn, error) {
 	c := e.cluster
-	d := net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
-	d.SetMultipathTCP(false)
-	nc, err := d.DialContext(ctx, "tcp", e.Address)
+	nc, err := c.dialTCP(ctx, e.Address)
 	if err != nil {
-		c.stats.connectErrors.Inc()
-		return nil, &Error{Kind: ConnectFailure, Err: err}
+		return nil, err
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
@@ -234,12 +244,9 @@ func (e *Endpoint) closeIdle() {
 // counted as busy (least-request) until done is called.
 func (e *Endpoint) DialStream(ctx context.Context) (nc net.Conn, done func(), err error) {
 	c := e.cluster
-	d := net.Dialer{Timeout: c.connectTimeout, KeepAlive: 30 * time.Second}
-	d.SetMultipathTCP(false)
-	nc, err = d.DialContext(ctx, "tcp", e.Address)
+	nc, err = c.dialTCP(ctx, e.Address)
 	if err != nil {
-		c.stats.connectErrors.Inc()
-		return nil, nil, &Error{Kind: ConnectFailure, Err: err}
+		return nil, nil, err
 	}
 	c.stats.connectOK.Inc()
 	c.stats.open.Inc()
