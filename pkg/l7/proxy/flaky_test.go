@@ -192,7 +192,12 @@ func (e *env) reload(t *testing.T, yaml string) {
 // call sends one request and returns status, the answering backend, the
 // body and the response headers; transport errors are returned.
 func call(c *http.Client, method, url string, hdr map[string]string, body io.Reader) (int, string, string, http.Header, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return callWithin(10*time.Second, c, method, url, hdr, body)
+}
+
+// callWithin is call with a time limit other than 10 s.
+func callWithin(limit time.Duration, c *http.Client, method, url string, hdr map[string]string, body io.Reader) (int, string, string, http.Header, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, url, body)
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/edge-agent/edge-agent/pkg/l7/deadline"
 	"github.com/edge-agent/edge-agent/pkg/l7/message"
 	"github.com/edge-agent/edge-agent/pkg/l7/upstream"
 	"github.com/edge-agent/edge-agent/pkg/l7/wire"
@@ -44,6 +45,8 @@ type h1conn struct {
 	// dw is what bw writes through: each write must make progress within
 	// the server's write timeout (a client that stops reading is cut).
 	dw deadlineWriter
+	// rd moves the read deadline (idle, header) only when it must.
+	rd deadline.Read
 }
 
 var h1Pool = sync.Pool{New: func() any {
@@ -58,6 +61,7 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener
 	c.srv, c.ln, c.tls, c.nc, c.br, c.track = s, ln, isTLS, nc, br, t
 	c.dw = deadlineWriter{nc: nc, timeout: s.state.Load().server.writeTimeout}
 	c.bw.Reset(&c.dw)
+	c.rd.Reset(nc)
 	t.abort.Store(&c.cut)
 	c.clientCert = nil
 	if tc, ok := nc.(*tls.Conn); ok {
@@ -72,6 +76,7 @@ func (s *Server) serveH1(t *tracked, nc net.Conn, br *bufio.Reader, ln *listener
 	t.abort.Store(nil)
 	c.bw.Reset(nil)
 	c.dw = deadlineWriter{}
+	c.rd.Reset(nil)
 	c.srv, c.ln, c.nc, c.br, c.track = nil, nil, nil, nil, nil
 	h1Pool.Put(c)
 }
@@ -86,9 +91,9 @@ func (c *h1conn) loop() {
 			if srv.draining.Load() {
 				return
 			}
-			_ = c.nc.SetReadDeadline(time.Now().Add(srv.state.Load().server.idleTimeout))
+			_ = c.rd.Within(time.Now(), srv.state.Load().server.idleTimeout)
 		} else {
-			_ = c.nc.SetReadDeadline(time.Now().Add(srv.state.Load().server.readHeaderTimeout))
+			_ = c.rd.Set(time.Now().Add(srv.state.Load().server.readHeaderTimeout))
 		}
 		if _, err := c.br.Peek(1); err != nil {
 			return
@@ -98,9 +103,14 @@ func (c *h1conn) loop() {
 		// Load the state only now: a reload while the connection was idle
 		// applies to its next request.
 		st := srv.state.Load()
-		_ = c.nc.SetReadDeadline(time.Now().Add(st.server.readHeaderTimeout))
-		err := wire.ReadRequestHead(c.br, &c.head, st.server.maxHeaderBytes)
 		start := time.Now()
+		// The header timeout bounds the reads of a head still on its way;
+		// a head already buffered needs none (the usual case, and the
+		// idle deadline left in place saves a timer update per request).
+		if !wire.HeadBuffered(c.br) {
+			_ = c.rd.Set(start.Add(st.server.readHeaderTimeout))
+		}
+		err := wire.ReadRequestHead(c.br, &c.head, st.server.maxHeaderBytes)
 		if err != nil {
 			if pe, ok := wire.IsParseError(err); ok && pe != wire.ErrNotHTTP1 {
 				c.closeAfter = true
@@ -112,9 +122,10 @@ func (c *h1conn) loop() {
 			return
 		}
 		if c.head.ContentLength > 0 || c.head.Chunked || c.head.Upgrade != nil {
-			// The body (or tunnel) is read after the head: no header deadline.
-			// Without one, the head deadline stays; the next request resets it.
-			_ = c.nc.SetReadDeadline(time.Time{})
+			// The body (or tunnel) is read after the head: no header or
+			// idle deadline. Without one, the deadline in place stays; the
+			// next request moves it.
+			_ = c.rd.Set(time.Time{})
 		}
 		ls := st.listener(c.ln)
 		if ls == nil {
@@ -218,6 +229,11 @@ func (c *h1conn) beforeLocalReply() {
 
 // unblockBody ends any read of the request body: the connection will close
 // after this response, so the rest of the body no longer matters.
+//
+// A timer may call it (the WAF's body wait) while the connection's
+// goroutine reads: it sets the deadline on the connection itself, not
+// through c.rd, which that goroutine owns and does not consult again
+// before the connection closes.
 func (c *h1conn) unblockBody() {
 	c.closeAfter = true
 	_ = c.bw.Flush()

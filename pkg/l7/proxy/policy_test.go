@@ -522,8 +522,10 @@ clusters: [{name: stable, endpoints: [{address: %s}]}, {name: canary, endpoints:
 	e := startProxy(t, fmt.Sprintf(yaml, 90, 10, stable.addr, canary.addr))
 	c := client()
 	const n = 2000
-	for range n {
-		call(c, "GET", e.url("/"), nil, nil)
+	for i := range n {
+		if code, _, _, _, err := call(c, "GET", e.url("/"), nil, nil); err != nil || code != 200 {
+			t.Fatalf("request %d: %d, %v", i, code, err)
+		}
 	}
 	share := float64(canary.hits.Load()) / n
 	sigma := math.Sqrt(0.1 * 0.9 / n)

@@ -157,8 +157,9 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	nc := conn.nc
 	// The route timeout runs until the response head. While a streamed
 	// body makes progress its writer pushes the deadline on, so a long
-	// upload is not cut by it but a stalled one is.
-	if err := nc.SetReadDeadline(time.Now().Add(req.Timeout)); err != nil {
+	// upload is not cut by it but a stalled one is. A busy connection
+	// keeps the deadline it has when that is within the slack.
+	if err := conn.rd.Within(time.Now(), req.Timeout); err != nil {
 		return err
 	}
 	var hd *headDeadline
@@ -178,6 +179,7 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 	default:
 		ch := make(chan error, 1)
 		x.bodyErr = ch
+		conn.rd.Forget() // the body writer moves the deadline from here
 		hd = &headDeadline{nc: nc, timeout: req.Timeout}
 		go func() {
 			err := writeBody(conn.bw, req, nc, hd)
@@ -217,7 +219,7 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 		}
 		x.noBody, r.ContentLength, r.Body = true, 0, nil
 		// The tunnel lives as long as its peers want: no route timeout.
-		return nc.SetReadDeadline(time.Time{})
+		return conn.rd.Set(time.Time{})
 	case string(req.Method) == "HEAD":
 		// No body follows; the length (if any) describes the entity.
 		x.noBody, r.ContentLength = true, h.ContentLength
@@ -251,9 +253,9 @@ func (x *Exchange) send(conn *Conn, req *OutRequest) error {
 		x.deadline, x.idle = req.Deadline, req.IdleTimeout
 		if x.idle > 0 && (x.deadline.IsZero() || time.Until(x.deadline) > x.idle) {
 			x.idleReads = true
-			return nc.SetReadDeadline(x.nextReadDeadline())
+			return conn.rd.Set(x.nextReadDeadline())
 		}
-		return nc.SetReadDeadline(x.deadline)
+		return conn.rd.Set(x.deadline)
 	}
 	return nil
 }
@@ -273,7 +275,7 @@ func (x *Exchange) Read(p []byte) (int, error) {
 		if x.h2s != nil {
 			x.h2timer.Reset(time.Until(x.nextReadDeadline()))
 		} else if c := x.conn; c != nil && c.br.Buffered() == 0 {
-			_ = c.nc.SetReadDeadline(x.nextReadDeadline())
+			_ = c.rd.Set(x.nextReadDeadline())
 		}
 	}
 	n, err := x.body.Read(p)

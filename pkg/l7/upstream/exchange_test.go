@@ -250,6 +250,41 @@ func TestTimeoutWaitingForHead(t *testing.T) {
 	}
 }
 
+// A busy pooled connection keeps its read deadline when it is within the
+// slack of the new exchange's: the timeout then fires late by at most the
+// slack, never early.
+func TestTimeoutOnBusyConnectionNeverEarly(t *testing.T) {
+	b := newBackend(t, func(r backendReq) reply {
+		if r.target == "/slow" {
+			return reply{hang: true}
+		}
+		return okReply("hello " + r.target)
+	})
+	env := newEnv(t, b.addr())
+	const timeout = 800 * time.Millisecond // slack 50 ms
+	req := getReq("/fast")
+	req.Timeout = timeout
+	x := &Exchange{}
+	if err := env.c.RoundTrip(env.ep(), req, x); err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, x.Response.Body)
+	x.Finish(true)
+	req = getReq("/slow")
+	req.Timeout = timeout
+	start := time.Now()
+	err := env.c.RoundTrip(env.ep(), req, x)
+	elapsed := time.Since(start)
+	x.Finish(false)
+	expectKind(t, err, Timeout)
+	if n := b.connCount(); n != 1 {
+		t.Fatalf("backend saw %d connections, want the pooled one reused", n)
+	}
+	if elapsed < timeout || elapsed > 5*time.Second {
+		t.Fatalf("timed out after %v, want %v or a little more", elapsed, timeout)
+	}
+}
+
 // The route timeout covers the head only; a body that trickles in for
 // longer than it is still read.
 func TestTimeoutDoesNotCutSlowBody(t *testing.T) {

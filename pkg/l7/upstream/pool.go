@@ -8,6 +8,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/edge-agent/edge-agent/pkg/l7/deadline"
 )
 
 const (
@@ -23,6 +25,9 @@ type Conn struct {
 	ep       *Endpoint
 	lastUsed time.Time
 	reused   bool
+	// rd is the read deadline; only the exchange using the connection
+	// moves it.
+	rd deadline.Read
 }
 
 // pool keeps idle connections to one endpoint, newest first: the hottest
@@ -135,12 +140,14 @@ func (e *Endpoint) dialConn(ctx context.Context) (*Conn, error) {
 	}
 	c.stats.connectOK.Inc()
 	c.stats.open.Inc()
-	return &Conn{
+	conn := &Conn{
 		nc: nc,
 		br: bufio.NewReaderSize(nc, connReadBuf),
 		bw: bufio.NewWriterSize(nc, connWriteBuf),
 		ep: e,
-	}, nil
+	}
+	conn.rd.Reset(nc)
+	return conn, nil
 }
 
 // probeAfter is the idle time after which a pooled connection is checked
@@ -153,8 +160,8 @@ func (c *Conn) alive() bool {
 	if c.br.Buffered() > 0 {
 		return false // unsolicited bytes: the connection is out of step
 	}
-	if tc, ok := c.nc.(*tls.Conn); ok {
-		return c.tlsAlive(tc)
+	if _, ok := c.nc.(*tls.Conn); ok {
+		return c.tlsAlive()
 	}
 	sc, ok := c.nc.(syscall.Conn)
 	if !ok {
@@ -166,7 +173,7 @@ func (c *Conn) alive() bool {
 	}
 	// A read deadline left from the last exchange would make the runtime
 	// refuse the read before trying it.
-	if c.nc.SetReadDeadline(time.Time{}) != nil {
+	if c.rd.Set(time.Time{}) != nil {
 		return false
 	}
 	alive := false

@@ -64,8 +64,8 @@ func handshake(ctx context.Context, nc net.Conn, cfg *tls.Config, timeout time.D
 // tlsAlive probes an idle TLS connection: a short read either times out
 // (alive; post-handshake messages such as session tickets are consumed by
 // crypto/tls on the way) or fails (closed).
-func (c *Conn) tlsAlive(tc *tls.Conn) bool {
-	if err := tc.SetReadDeadline(time.Now().Add(time.Millisecond)); err != nil {
+func (c *Conn) tlsAlive() bool {
+	if err := c.rd.Set(time.Now().Add(time.Millisecond)); err != nil {
 		return false
 	}
 	_, err := c.br.Peek(1)
@@ -74,7 +74,7 @@ func (c *Conn) tlsAlive(tc *tls.Conn) bool {
 	if alive {
 		// A timed-out read leaves bufio's error sticky only for that call;
 		// clear the deadline for the exchange that follows.
-		alive = tc.SetReadDeadline(time.Time{}) == nil
+		alive = c.rd.Set(time.Time{}) == nil
 	}
 	return alive
 }

@@ -131,6 +131,18 @@ func lines(raw []byte, offsets []int, i int) []byte {
 	return raw[start:offsets[i]]
 }
 
+var headEnd = []byte("\r\n\r\n")
+
+// HeadBuffered reports whether br's buffer already holds a whole request
+// head (after any empty lines, which are skipped), so reading it needs no
+// more reads from the connection. A head ended with bare LFs is not
+// recognised: the answer errs towards false.
+func HeadBuffered(br *bufio.Reader) bool {
+	b, _ := br.Peek(br.Buffered())
+	b = bytes.TrimLeft(b, "\r\n")
+	return bytes.Contains(b, headEnd)
+}
+
 // ReadRequestHead reads the next request head from br into h.
 func ReadRequestHead(br *bufio.Reader, h *RequestHead, max int) error {
 	var err error

@@ -844,3 +844,28 @@ func checkAccepted(t *testing.T, h *RequestHead) {
 		}
 	}
 }
+
+func TestHeadBuffered(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want bool
+	}{
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /next HTTP/1.1\r\n", true},
+		{"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", true},
+		{"GET / HTTP/1.1\r\nHost: a\r\n", false},
+		{"\r\n\r\nGET / HTT", false},           // empty lines first are not the end of a head
+		{"GET / HTTP/1.1\nHost: a\n\n", false}, // bare LF: unsure, so false
+		{"", false},
+	} {
+		br := bufio.NewReaderSize(strings.NewReader(tc.in), 64)
+		if tc.in != "" {
+			if _, err := br.Peek(1); err != nil { // fill the buffer, as the server's Peek does
+				t.Fatal(err)
+			}
+		}
+		if got := HeadBuffered(br); got != tc.want {
+			t.Errorf("HeadBuffered(%q) = %v, want %v", tc.in, got, tc.want)
+		}
+	}
+}
