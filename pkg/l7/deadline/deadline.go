@@ -32,6 +32,9 @@ type Read struct {
 // Reset starts tracking nc, whose deadline is unknown.
 func (r *Read) Reset(nc net.Conn) { *r = Read{nc: nc} }
 
+// Deadline returns the deadline in force and whether it is known.
+func (r *Read) Deadline() (time.Time, bool) { return r.at, r.known }
+
 // Forget records that the deadline was changed elsewhere.
 func (r *Read) Forget() { r.known = false }
 

@@ -103,14 +103,14 @@ func (c *h1conn) loop() {
 		// Load the state only now: a reload while the connection was idle
 		// applies to its next request.
 		st := srv.state.Load()
-		start := time.Now()
 		// The header timeout bounds the reads of a head still on its way;
 		// a head already buffered needs none (the usual case, and the
 		// idle deadline left in place saves a timer update per request).
 		if !wire.HeadBuffered(c.br) {
-			_ = c.rd.Set(start.Add(st.server.readHeaderTimeout))
+			_ = c.rd.Set(time.Now().Add(st.server.readHeaderTimeout))
 		}
 		err := wire.ReadRequestHead(c.br, &c.head, st.server.maxHeaderBytes)
+		start := time.Now()
 		if err != nil {
 			if pe, ok := wire.IsParseError(err); ok && pe != wire.ErrNotHTTP1 {
 				c.closeAfter = true

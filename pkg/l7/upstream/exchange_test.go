@@ -250,10 +250,11 @@ func TestTimeoutWaitingForHead(t *testing.T) {
 	}
 }
 
-// A busy pooled connection keeps its read deadline when it is within the
-// slack of the new exchange's: the timeout then fires late by at most the
-// slack, never early.
-func TestTimeoutOnBusyConnectionNeverEarly(t *testing.T) {
+// A pooled connection reused within the slack keeps its read deadline (no
+// timer update); one reused later gets a new deadline, so the route timeout
+// never fires early; after a streamed request body, whose writer moved the
+// deadline itself, the tracked one is not trusted.
+func TestBusyConnectionDeadline(t *testing.T) {
 	b := newBackend(t, func(r backendReq) reply {
 		if r.target == "/slow" {
 			return reply{hang: true}
@@ -261,27 +262,76 @@ func TestTimeoutOnBusyConnectionNeverEarly(t *testing.T) {
 		return okReply("hello " + r.target)
 	})
 	env := newEnv(t, b.addr())
-	const timeout = 800 * time.Millisecond // slack 50 ms
-	req := getReq("/fast")
-	req.Timeout = timeout
-	x := &Exchange{}
-	if err := env.c.RoundTrip(env.ep(), req, x); err != nil {
+	ep := env.ep()
+	exchange := func(req *OutRequest) (time.Duration, error) {
+		x := &Exchange{}
+		start := time.Now()
+		err := env.c.RoundTrip(ep, req, x)
+		if err == nil {
+			io.Copy(io.Discard, x.Response.Body)
+		}
+		elapsed := time.Since(start)
+		if !x.Finish(err == nil) {
+			x.WaitBody()
+		}
+		return elapsed, err
+	}
+	get := func(target string, timeout time.Duration) *OutRequest {
+		req := getReq(target)
+		req.Timeout = timeout
+		return req
+	}
+	pooled := func() *Conn {
+		ep.pool.mu.Lock()
+		defer ep.pool.mu.Unlock()
+		if len(ep.pool.idle) != 1 {
+			t.Fatalf("%d pooled connections, want 1", len(ep.pool.idle))
+		}
+		return ep.pool.idle[0]
+	}
+
+	// Kept: a reuse well inside a 3.2 s timeout's 200 ms slack.
+	if _, err := exchange(get("/a", 3200*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, x.Response.Body)
-	x.Finish(true)
-	req = getReq("/slow")
-	req.Timeout = timeout
-	start := time.Now()
-	err := env.c.RoundTrip(env.ep(), req, x)
-	elapsed := time.Since(start)
-	x.Finish(false)
-	expectKind(t, err, Timeout)
-	if n := b.connCount(); n != 1 {
-		t.Fatalf("backend saw %d connections, want the pooled one reused", n)
+	first, _ := pooled().rd.Deadline()
+	if _, err := exchange(get("/b", 3200*time.Millisecond)); err != nil {
+		t.Fatal(err)
 	}
+	if at, _ := pooled().rd.Deadline(); !at.Equal(first) {
+		t.Fatalf("deadline moved by %v on a reuse within the slack", at.Sub(first))
+	}
+
+	// Not kept once it would fire early: /c leaves now+800ms+50ms; 100 ms
+	// later /slow wants now+800ms, after it.
+	const timeout = 800 * time.Millisecond
+	if _, err := exchange(get("/c", timeout)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	elapsed, err := exchange(get("/slow", timeout))
+	expectKind(t, err, Timeout)
 	if elapsed < timeout || elapsed > 5*time.Second {
 		t.Fatalf("timed out after %v, want %v or a little more", elapsed, timeout)
+	}
+
+	// A streamed body: its writer moves the deadline, so the tracker
+	// forgets it and the next exchange sets its own.
+	x := &Exchange{}
+	post := &OutRequest{Method: []byte("POST"), Target: []byte("/up"), Host: []byte("h"), Timeout: 3 * time.Second,
+		ContentLength: -1, Body: strings.NewReader("chunky")}
+	if err := env.c.RoundTrip(ep, post, x); err != nil {
+		t.Fatal(err)
+	}
+	if _, known := x.conn.rd.Deadline(); known {
+		t.Fatalf("after a streamed body the tracked deadline is still trusted")
+	}
+	io.Copy(io.Discard, x.Response.Body)
+	if !x.Finish(true) {
+		x.WaitBody()
+	}
+	if n := b.connCount(); n != 2 {
+		t.Fatalf("backend saw %d connections, want 2 (the first until /slow timed out)", n)
 	}
 }
 
