@@ -51,7 +51,7 @@ type h1conn struct {
 
 var h1Pool = sync.Pool{New: func() any {
 	c := &h1conn{bw: bufio.NewWriterSize(nil, 16<<10)}
-	c.abort = c.unblockBody
+	c.abort = c.unblockRead
 	c.cut = c.s.x.Abort
 	return c
 }}
@@ -229,16 +229,19 @@ func (c *h1conn) beforeLocalReply() {
 
 // unblockBody ends any read of the request body: the connection will close
 // after this response, so the rest of the body no longer matters.
-//
-// A timer may call it (the WAF's body wait) while the connection's
-// goroutine reads: it sets the deadline on the connection itself, not
-// through c.rd, which that goroutine owns and does not consult again
-// before the connection closes.
 func (c *h1conn) unblockBody() {
 	c.closeAfter = true
 	_ = c.bw.Flush()
-	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	c.unblockRead()
 }
+
+// unblockRead ends a read of the request body in progress. Other
+// goroutines call it (the WAF's body-wait timer, via abortFunc), so it
+// touches nothing but the connection's deadline, and that directly, not
+// through c.rd: the connection's goroutine then finds the body unread and
+// closes the connection after its reply, or (had the body just ended)
+// sets a fresh deadline for the next request.
+func (c *h1conn) unblockRead() { _ = c.nc.SetReadDeadline(time.Unix(1, 0)) }
 
 func (c *h1conn) writeStatus(code int) {
 	bw := c.bw
