@@ -552,11 +552,8 @@ func (c *Conn) onSettings(f *http2.SettingsFrame) error {
 		case http2.SettingInitialWindowSize:
 			delta := int64(st.Val) - c.initWindow
 			c.initWindow = int64(st.Val)
-			for _, s := range c.streams {
-				s.sendWindow += delta
-				if s.sendWindow > maxStreamID {
-					return http2.ConnectionError(http2.ErrCodeFlowControl)
-				}
+			if !h2wire.ShiftWindows(c.streams, func(s *Stream) *int64 { return &s.sendWindow }, delta) {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
 			}
 		case http2.SettingMaxFrameSize:
 			c.maxFrame = st.Val
@@ -590,14 +587,12 @@ func (c *Conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	c.mu.Lock()
 	overflow := false
 	if f.StreamID == 0 {
-		c.sendWindow += inc
-		if c.sendWindow > maxStreamID {
+		if !h2wire.AddWindow(&c.sendWindow, inc) {
 			c.mu.Unlock()
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
 	} else if s := c.streams[f.StreamID]; s != nil {
-		s.sendWindow += inc
-		overflow = s.sendWindow > maxStreamID
+		overflow = !h2wire.AddWindow(&s.sendWindow, inc)
 	}
 	c.cond.Broadcast()
 	c.mu.Unlock()

@@ -43,7 +43,6 @@ type Handler func(*Stream)
 const (
 	streamWindow = 1 << 20
 	connWindow   = 16 << 20
-	maxStreamID  = 1<<31 - 1
 )
 
 // ErrClosed reports a connection that ended.
@@ -393,11 +392,8 @@ func (c *Conn) onSettings(f *http2.SettingsFrame) error {
 		case http2.SettingInitialWindowSize:
 			delta := int64(st.Val) - c.initWindow
 			c.initWindow = int64(st.Val)
-			for _, s := range c.streams {
-				s.sendWindow += delta
-				if s.sendWindow > maxStreamID {
-					return http2.ConnectionError(http2.ErrCodeFlowControl)
-				}
+			if !h2wire.ShiftWindows(c.streams, func(s *Stream) *int64 { return &s.sendWindow }, delta) {
+				return http2.ConnectionError(http2.ErrCodeFlowControl)
 			}
 		case http2.SettingMaxFrameSize:
 			c.maxFrame = st.Val
@@ -426,19 +422,15 @@ func (c *Conn) onWindowUpdate(f *http2.WindowUpdateFrame) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if f.StreamID == 0 {
-		c.sendWindow += inc
-		if c.sendWindow > maxStreamID {
+		if !h2wire.AddWindow(&c.sendWindow, inc) {
 			return http2.ConnectionError(http2.ErrCodeFlowControl)
 		}
 	} else {
 		if c.isIdleLocked(f.StreamID) {
 			return http2.ConnectionError(http2.ErrCodeProtocol)
 		}
-		if s := c.streams[f.StreamID]; s != nil {
-			s.sendWindow += inc
-			if s.sendWindow > maxStreamID {
-				return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}
-			}
+		if s := c.streams[f.StreamID]; s != nil && !h2wire.AddWindow(&s.sendWindow, inc) {
+			return http2.StreamError{StreamID: f.StreamID, Code: http2.ErrCodeFlowControl}
 		}
 	}
 	c.cond.Broadcast()

@@ -68,6 +68,27 @@ func WriteHeaderBlock(fr *http2.Framer, id uint32, block []byte, endStream bool,
 	return nil
 }
 
+// MaxWindow is the largest flow-control window RFC 9113 §6.9.1 allows.
+const MaxWindow = 1<<31 - 1
+
+// AddWindow adds n to a send window; false means it went past MaxWindow,
+// a flow-control error.
+func AddWindow(w *int64, n int64) bool {
+	*w += n
+	return *w <= MaxWindow
+}
+
+// ShiftWindows applies a change of SETTINGS_INITIAL_WINDOW_SIZE by delta to
+// the send window of every open stream (RFC 9113 §6.9.2); false means one
+// went past MaxWindow, a connection flow-control error.
+func ShiftWindows[S any](streams map[uint32]S, window func(S) *int64, delta int64) bool {
+	ok := true
+	for _, s := range streams {
+		ok = AddWindow(window(s), delta) && ok
+	}
+	return ok
+}
+
 // Credit counts bytes consumed from a receive window and not yet granted
 // back, so WINDOW_UPDATEs go out in batches rather than per read.
 type Credit struct {
